@@ -1,0 +1,45 @@
+"""Up-front checks that turn missing or empty data folders into actionable errors.
+
+mmseg's ``BaseSegDataset`` fails deep inside ``os.scandir`` (or silently with
+zero samples) when a data root is wrong; these checks name the folder, the
+config key and the command that creates the data.
+"""
+import os.path as osp
+
+from mmseg.datasets import BaseSegDataset
+
+
+class DataRootError(FileNotFoundError):
+    """A dataset folder is missing or holds no samples."""
+
+
+def check_data_folders(dataset: BaseSegDataset, fix_hint: str) -> None:
+    """Raise :class:`DataRootError` unless the image (and label) folders exist.
+
+    Args:
+        dataset: the dataset being initialised (its ``data_prefix`` is joined
+            with ``data_root`` already).
+        fix_hint: how a user creates the data, e.g. the converter command.
+    """
+    name = type(dataset).__name__
+    img_dir = dataset.data_prefix.get('img_path', '')
+    seg_dir = dataset.data_prefix.get('seg_map_path', '')
+    for key, folder in (('img_path', img_dir), ('seg_map_path', seg_dir)):
+        if key == 'seg_map_path' and not folder:
+            continue  # label-free data (image-level RSS with a user scorer)
+        if not osp.isdir(folder):
+            raise DataRootError(
+                f'{name}: folder {folder!r} does not exist (from config keys '
+                f'data_root={dataset.data_root!r}, data_prefix.{key}). '
+                f'Fix: {fix_hint}, or point data_root at your copy.')
+
+
+def check_not_empty(dataset: BaseSegDataset, data_list: list,
+                    fix_hint: str) -> None:
+    """Raise :class:`DataRootError` when a dataset found no image files."""
+    if not data_list:
+        raise DataRootError(
+            f'{type(dataset).__name__}: no images ending in '
+            f'{dataset.img_suffix!r} under '
+            f'{dataset.data_prefix.get("img_path")!r}. Fix: {fix_hint}, or '
+            f'set img_suffix to the extension your images have.')

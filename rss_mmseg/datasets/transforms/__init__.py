@@ -1,0 +1,3 @@
+from .loading import CheckedLoadAnnotations, LabelFileError
+
+__all__ = ['CheckedLoadAnnotations', 'LabelFileError']

@@ -1,0 +1,20 @@
+"""`import rss_mmseg` registers every component into mmseg's registries."""
+import pytest
+from mmseg.registry import DATASETS, HOOKS, TRANSFORMS
+
+import rss_mmseg
+
+
+@pytest.mark.parametrize('registry, name', [
+    (DATASETS, 'CamVidDataset'),
+    (DATASETS, 'SyntheticShapesDataset'),
+    (TRANSFORMS, 'CheckedLoadAnnotations'),
+    (HOOKS, 'NumClassesCheckHook'),
+])
+def test_component_is_registered(registry, name):
+    assert name in registry.module_dict, f'{name} missing from {registry}'
+    assert registry.get(name).__module__.startswith('rss_mmseg.')
+
+
+def test_version():
+    assert isinstance(rss_mmseg.__version__, str)
