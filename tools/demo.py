@@ -16,8 +16,10 @@ from mmengine.runner import Runner
 import rss_mmseg  # noqa: F401
 from rss_mmseg.utils import check_config
 
+# The first config is the reference the others are compared with.
 DEMO_CONFIGS = [
     'configs/baselines/ce_fast-scnn_1xb8-1k_synthetic-128x128.py',
+    'configs/rss/rss-pixel_fast-scnn_1xb8-1k_synthetic-128x128.py',
 ]
 
 
@@ -43,10 +45,13 @@ def main(argv: List[str] = None) -> None:
     args = parser.parse_args(argv)
     results = {cfg: train_and_score(cfg, args.work_dir) for cfg in args.configs}
     print('\nDemo on the synthetic set (val split, 100 images, 128x128):')
-    print(f'{"config":<55} {"iters":>6} {"val mIoU":>9} {"s/iter":>7}')
+    ref = results[args.configs[0]]
+    print(f'{"config":<48} {"iters":>6} {"val mIoU":>9} {"x ref":>6} '
+          f'{"s/iter":>7}')
     for cfg, r in results.items():
         name = osp.splitext(osp.basename(cfg))[0]
-        print(f'{name:<55} {r["iters"]:>6} {r["mIoU"]:>9.2f} '
+        print(f'{name:<48} {r["iters"]:>6} {r["mIoU"]:>9.2f} '
+              f'{r["mIoU"] / max(ref["mIoU"], 1e-9):>6.3f} '
               f'{r["s_per_iter"]:>7.3f}')
 
 

@@ -34,6 +34,8 @@ SYNTHETIC_FIX = ('generate it with `python tools/dataset_converters/'
 Grid = Tuple[np.ndarray, np.ndarray]
 # Generation settings of the embedded default (data/synthetic).
 DEFAULTS = dict(num_train=400, num_val=100, size=128, seed=0)
+# Bumped whenever make_sample changes, so stale folders are not reused.
+GENERATOR_VERSION = 2
 
 
 def _rotated(grid: Grid, cx: float, cy: float, theta: float) -> Grid:
@@ -121,7 +123,7 @@ def _paint(img: np.ndarray, mask: np.ndarray, texture: np.ndarray,
 
 def _random_texture(rng, grid, cx, cy, family: int) -> np.ndarray:
     u, v = _rotated(grid, cx, cy, rng.uniform(0, np.pi))
-    return TEXTURES[family](u, v, rng.uniform(4, 10), rng)
+    return TEXTURES[family](u, v, rng.uniform(5, 12), rng)
 
 
 def make_sample(rng: np.random.Generator,
@@ -133,7 +135,7 @@ def make_sample(rng: np.random.Generator,
     img = np.stack([_smooth_noise(rng, size, 4) for _ in range(3)], -1) * 255
     label = np.zeros((size, size), np.uint8)
     instance = np.zeros((size, size), np.int32)
-    for _ in range(rng.integers(3, 7)):
+    for _ in range(rng.integers(2, 5)):
         blob = np.zeros((size, size), bool)
         cx, cy = rng.uniform(0, size, 2)
         for _ in range(3):
@@ -144,9 +146,9 @@ def make_sample(rng: np.random.Generator,
         _paint(img, blob, _random_texture(rng, grid, cx, cy, family), rng)
     # Objects: each class has its own shape and texture family; random
     # position, scale, rotation and colours; later objects occlude earlier.
-    for k in range(1, int(rng.integers(2, 6)) + 1):
+    for k in range(1, int(rng.integers(2, 5)) + 1):
         cls = int(rng.integers(1, len(CLASSES)))
-        r = rng.uniform(size * 0.08, size * 0.3)
+        r = rng.uniform(size * 0.12, size * 0.32)
         cx, cy = rng.uniform(0, size, 2)
         u, v = _rotated(grid, cx, cy, rng.uniform(0, 2 * np.pi))
         mask = SHAPES[cls](u, v, r)
@@ -189,6 +191,7 @@ def generate_synthetic_dataset(out_dir: str,
             cv2.imwrite(osp.join(img_dir, f'{i:05d}.png'), img)
             cv2.imwrite(osp.join(ann_dir, f'{i:05d}.png'), label)
     meta = dict(num_train=num_train, num_val=num_val, size=size, seed=seed,
+                version=GENERATOR_VERSION,
                 classes=list(CLASSES))
     with open(osp.join(out_dir, 'meta.json'), 'w') as f:
         json.dump(meta, f, indent=2)
@@ -201,10 +204,11 @@ def ensure_synthetic_dataset(out_dir: str, **kwargs) -> str:
     An existing folder written with other arguments is an error, not a silent
     reuse: delete it or pick another ``out_dir``.
     """
-    wanted = {**DEFAULTS, **kwargs}
+    settings = {**DEFAULTS, **kwargs}
     meta_path = osp.join(out_dir, 'meta.json')
     if not osp.exists(meta_path):
-        return generate_synthetic_dataset(out_dir, **wanted)
+        return generate_synthetic_dataset(out_dir, **settings)
+    wanted = {**settings, 'version': GENERATOR_VERSION}
     with open(meta_path) as f:
         found = json.load(f)
     differs = {k: (found.get(k), v) for k, v in wanted.items()

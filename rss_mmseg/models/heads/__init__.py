@@ -1,0 +1,3 @@
+from .rss_head import RSSHead
+
+__all__ = ['RSSHead']

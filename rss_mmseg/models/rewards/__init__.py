@@ -1,0 +1,3 @@
+from .pixel import PixelMatchReward, stack_gt_sem_seg
+
+__all__ = ['PixelMatchReward', 'stack_gt_sem_seg']
