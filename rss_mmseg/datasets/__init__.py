@@ -1,9 +1,10 @@
 from .camvid import CamVidDataset
-from .checks import DataRootError
+from .checks import CheckedSegDataset, DataRootError
 from .synthetic import SyntheticShapesDataset
 from .transforms import CheckedLoadAnnotations, LabelFileError
 
 __all__ = [
-    'CamVidDataset', 'SyntheticShapesDataset', 'CheckedLoadAnnotations',
+    'CamVidDataset', 'SyntheticShapesDataset', 'CheckedSegDataset',
+    'CheckedLoadAnnotations',
     'DataRootError', 'LabelFileError'
 ]

@@ -22,9 +22,8 @@ def check_data_folders(dataset: BaseSegDataset, fix_hint: str) -> None:
         fix_hint: how a user creates the data, e.g. the converter command.
     """
     name = type(dataset).__name__
-    img_dir = dataset.data_prefix.get('img_path', '')
-    seg_dir = dataset.data_prefix.get('seg_map_path', '')
-    for key, folder in (('img_path', img_dir), ('seg_map_path', seg_dir)):
+    for key in ('img_path', 'seg_map_path'):
+        folder = dataset.data_prefix.get(key, '')
         if key == 'seg_map_path' and not folder:
             continue  # label-free data (image-level RSS with a user scorer)
         if not osp.isdir(folder):
@@ -43,3 +42,22 @@ def check_not_empty(dataset: BaseSegDataset, data_list: list,
             f'{dataset.img_suffix!r} under '
             f'{dataset.data_prefix.get("img_path")!r}. Fix: {fix_hint}, or '
             f'set img_suffix to the extension your images have.')
+
+
+class CheckedSegDataset(BaseSegDataset):
+    """``BaseSegDataset`` (PNG images and labels by default) that fails at
+    build time, naming the folder and ``FIX_HINT``, when data is missing."""
+    FIX_HINT = 'create the dataset folders'
+
+    def __init__(self,
+                 img_suffix: str = '.png',
+                 seg_map_suffix: str = '.png',
+                 **kwargs) -> None:
+        super().__init__(
+            img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
+
+    def load_data_list(self) -> list:
+        check_data_folders(self, self.FIX_HINT)
+        data_list = super().load_data_list()
+        check_not_empty(self, data_list, self.FIX_HINT)
+        return data_list

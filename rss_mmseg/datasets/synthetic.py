@@ -19,21 +19,18 @@ from typing import Callable, Dict, Tuple
 
 import cv2
 import numpy as np
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from .checks import check_data_folders, check_not_empty
+from .checks import CheckedSegDataset
 
 IGNORE_INDEX = 255
 CLASSES = ('background', 'disk', 'square', 'triangle', 'ring', 'cross')
 PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25],
            [0, 130, 200], [245, 130, 48]]
-SYNTHETIC_FIX = ('generate it with `python tools/dataset_converters/'
-                 'synthetic.py -o data/synthetic` (or `make data`)')
 
 Grid = Tuple[np.ndarray, np.ndarray]
 # Generation settings of the embedded default (data/synthetic).
-DEFAULTS = dict(num_train=400, num_val=100, size=128, seed=0)
+DEFAULTS = dict(num_train=2000, num_val=100, size=128, seed=0)
 # Bumped whenever make_sample changes, so stale folders are not reused.
 GENERATOR_VERSION = 2
 
@@ -222,19 +219,8 @@ def ensure_synthetic_dataset(out_dir: str, **kwargs) -> str:
 
 
 @DATASETS.register_module()
-class SyntheticShapesDataset(BaseSegDataset):
+class SyntheticShapesDataset(CheckedSegDataset):
     """The embedded synthetic dataset (see module docstring), 6 classes."""
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
-
-    def __init__(self,
-                 img_suffix: str = '.png',
-                 seg_map_suffix: str = '.png',
-                 **kwargs) -> None:
-        super().__init__(
-            img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
-
-    def load_data_list(self) -> list:
-        check_data_folders(self, SYNTHETIC_FIX)
-        data_list = super().load_data_list()
-        check_not_empty(self, data_list, SYNTHETIC_FIX)
-        return data_list
+    FIX_HINT = ('generate it with `python tools/dataset_converters/'
+                'synthetic.py -o data/synthetic` (or `make data`)')
