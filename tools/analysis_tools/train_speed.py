@@ -51,7 +51,9 @@ def measure_one(cfg_path: str, iters: int, warmup: int,
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     runner._init_model_weights()
     runner.model.train()
-    data_iter = iter(runner.train_dataloader)
+    # the loop's own (restarting) iterator; a second iter() of a
+    # persistent-worker DataLoader can end at once
+    data_iter = runner.train_loop.dataloader_iterator
     cuda = torch.cuda.is_available()
     rss_before = _rss_mib()
     if cuda:
@@ -72,7 +74,8 @@ def measure_one(cfg_path: str, iters: int, warmup: int,
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak = max(peak - rss_before, 0.0)
-    return dict(s_per_iter=statistics.median(times), peak_mib=peak)
+    return dict(s_per_iter=statistics.median(times), peak_mib=peak,
+                threads=torch.get_num_threads())
 
 
 def main() -> None:
@@ -110,6 +113,7 @@ def main() -> None:
 
     import torch
     ref = args.configs[0]
+    threads = runs[ref][0]['threads']
     summary = {}
     for cfg, results in runs.items():
         summary[cfg] = {
@@ -117,7 +121,7 @@ def main() -> None:
             for key in ('s_per_iter', 'peak_mib')
         }
     print(f'\nmachine: {platform.processor() or platform.machine()}, '
-          f'torch threads: {torch.get_num_threads()}, '
+          f'torch threads: {threads}, '
           f'cuda: {torch.cuda.is_available()}, repeats: {args.repeats}, '
           f'iters: {args.iters} after {args.warmup} warm-up')
     print(f'{"config":<60} {"s/iter":>8} {"x ref":>6} {"peak MiB":>9} '
