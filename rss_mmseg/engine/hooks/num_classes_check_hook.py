@@ -28,7 +28,6 @@ class NumClassesCheckHook(Hook):
         for name, module in model.named_modules():
             if not isinstance(module, BaseDecodeHead):
                 continue
-            # Binary heads may use out_channels=1 with num_classes=2.
             if module.num_classes != len(classes):
                 raise ValueError(
                     f'model.{name}.num_classes = {module.num_classes}, but '

@@ -10,6 +10,7 @@ from mmseg.utils import ConfigType, OptMultiConfig, SampleList
 from torch import Tensor, nn
 
 from ..policy import PixelPolicy, serial_cpu_ops
+from ..rewards.pixel import stack_gt_sem_seg
 
 # The policy entropy and the arg-max accuracy are logged from a regular
 # 1-in-(S*S) subgrid of pixels: estimates of their means over the batch
@@ -208,9 +209,7 @@ class RSSHead(BaseModule):
         entropy = -(probs * probs.clamp(min=1e-30).log()).sum(1)
         stats['entropy'] = (entropy * sub_valid).sum() / num_sub
         if all('gt_sem_seg' in s for s in batch_data_samples):
-            gt = torch.stack([
-                s.gt_sem_seg.data.squeeze(0) for s in batch_data_samples
-            ]).long()
+            gt = stack_gt_sem_seg(batch_data_samples).to(actions.device)
             gt_valid = gt != self.ignore_index
             hits = ((actions == gt) & gt_valid).sum()
             stats['acc_sample'] = 100.0 * hits / (
