@@ -66,3 +66,18 @@ def test_config_builds_and_trains_one_step(path):
     with torch.no_grad():
         out = model.predict(inputs, samples)
     assert out[0].pred_sem_seg.data.shape[-2:] == inputs.shape[-2:]
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in CONFIGS if 'rss-image' in osp.basename(p)],
+    ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_image_level_configs_keep_the_label_guard(path):
+    """Every image-level config trains under LabelLeakCheckHook, and those
+    with a PSR schedule start it at the head's own initial scale."""
+    cfg = Config.fromfile(path)
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert 'LabelLeakCheckHook' in hooks
+    assert 'NumClassesCheckHook' in hooks
+    psr = hooks.get('ProgressiveScaleHook')
+    if psr is not None:
+        assert psr['scales'][0] == cfg.model.decode_head.scales

@@ -1,6 +1,6 @@
 """`import rss_mmseg` registers every component into mmseg's registries."""
 import pytest
-from mmseg.registry import DATASETS, HOOKS, TRANSFORMS
+from mmseg.registry import DATASETS, HOOKS, MODELS, TRANSFORMS
 
 import rss_mmseg
 
@@ -9,7 +9,21 @@ import rss_mmseg
     (DATASETS, 'CamVidDataset'),
     (DATASETS, 'SyntheticShapesDataset'),
     (TRANSFORMS, 'CheckedLoadAnnotations'),
+    (TRANSFORMS, 'CheckedLoadImageFromFile'),
     (HOOKS, 'NumClassesCheckHook'),
+    (HOOKS, 'LabelLeakCheckHook'),
+    (HOOKS, 'ProgressiveScaleHook'),
+    (HOOKS, 'RandomStateHook'),
+    (MODELS, 'RSSHead'),
+    (MODELS, 'RSSEncoderDecoder'),
+    (MODELS, 'PixelMatchReward'),
+    (MODELS, 'ImageMIoUReward'),
+    (MODELS, 'ImageAccuracyReward'),
+    (MODELS, 'ImageDiceReward'),
+    (MODELS, 'CallableReward'),
+    (MODELS, 'PixelRewardLoss'),
+    (MODELS, 'PSRRewardLoss'),
+    (MODELS, 'PSDLoss'),
 ])
 def test_component_is_registered(registry, name):
     assert name in registry.module_dict, f'{name} missing from {registry}'

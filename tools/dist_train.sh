@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT; PYTHON picks the
+# interpreter. Without CUDA, GPUS is the number of CPU processes: train.py
+# then starts a gloo process group and CPU DDP (see setup_cpu_distributed).
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -19,7 +19,8 @@ over a permuted tensor; see ``tests/models/bench_pixel_loss.py``.
 :func:`sample_gumbel_max` is kept as an independent reference for the tests.
 """
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import (Callable, Dict, Iterator, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn.functional as F
@@ -304,3 +305,77 @@ class PixelPolicy:
     def log_prob(self, actions: Tensor) -> Tensor:
         """Differentiable ``log pi(a)``, (K, B, H, W)."""
         return action_log_prob(self.logits.float(), actions)
+
+
+# A PSR scale as configured: s (an s x s grid), (rows, cols) or None (full
+# resolution); and as used: (rows, cols) or None.
+ScaleSpec = Union[int, Tuple[int, int], None]
+ScaleType = Optional[Tuple[int, int]]
+
+
+def as_grid(scale: Union[int, Sequence[int], None]) -> ScaleType:
+    """Normalize a PSR scale: ``s`` -> ``(s, s)``, ``(h, w)`` kept, ``None``
+    (full resolution) kept. Raises ValueError for anything else."""
+    if scale is None:
+        return None
+    if isinstance(scale, int) and not isinstance(scale, bool):
+        grid = (scale, scale)
+    elif (isinstance(scale, (tuple, list)) and len(scale) == 2
+          and all(isinstance(s, int) for s in scale)):
+        grid = (int(scale[0]), int(scale[1]))
+    else:
+        raise ValueError('a PSR scale is an int s (an s x s grid of cells), '
+                         'a pair (rows, cols) or None (full resolution), '
+                         f'got {scale!r}')
+    if min(grid) < 1:
+        raise ValueError(f'a PSR scale must be >= 1, got {scale!r}')
+    return grid
+
+
+def pool_logits(logits: Tensor, grid: ScaleType) -> Tensor:
+    """Average the logits over the cells of a ``grid`` (rows, cols).
+
+    The cell policy is ``softmax`` of the mean logits of its pixels (a
+    geometric mean of their distributions), differentiable in ``logits``.
+    ``grid=None`` returns the logits unchanged (one cell per pixel).
+
+    Args:
+        logits (Tensor): Logits (B, C, H, W).
+        grid (tuple[int, int] | None): Number of cell rows and columns.
+
+    Returns:
+        Tensor: Cell logits (B, C, rows, cols).
+    """
+    if grid is None or tuple(grid) == tuple(logits.shape[-2:]):
+        return logits
+    H, W = logits.shape[-2:]
+    if grid[0] > H or grid[1] > W:
+        raise ValueError(f'PSR grid {tuple(grid)} is finer than the logits '
+                         f'map {(H, W)} it pools: use a scale <= {(H, W)} '
+                         '(or None for full resolution)')
+    return F.adaptive_avg_pool2d(logits, grid)
+
+
+def upsample_actions(actions: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest-neighbour upsampling of cell actions to an action map.
+
+    Pixel ``(y, x)`` takes the action of cell
+    ``(y * rows // H, x * cols // W)``: the cell whose adaptive-pooling
+    window starts at or before it (the windows of
+    :func:`~torch.nn.functional.adaptive_avg_pool2d` overlap by at most one
+    pixel when ``H`` is not a multiple of ``rows``).
+
+    Args:
+        actions (Tensor): Cell actions (K, B, rows, cols).
+        size (tuple[int, int]): Output size (H, W).
+
+    Returns:
+        Tensor: Action maps (K, B, H, W), same dtype.
+    """
+    rows, cols = actions.shape[-2:]
+    H, W = size
+    if (rows, cols) == (H, W):
+        return actions
+    ys = torch.arange(H, device=actions.device) * rows // H
+    xs = torch.arange(W, device=actions.device) * cols // W
+    return actions[..., ys[:, None], xs[None, :]]

@@ -6,8 +6,10 @@ dataset_type = 'CamVidDataset'
 data_root = 'data/camvid'
 img_scale = (240, 180)  # (w, h), mmseg convention
 crop_size = (176, 240)  # (h, w)
+# CheckedLoad*: a bad image or label file fails naming the file. The test
+# pipeline keeps mmcv's image loader: MMSegInferencer finds it by type name.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='CheckedLoadAnnotations'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),

@@ -3,8 +3,10 @@
 dataset_type = 'SyntheticShapesDataset'
 data_root = 'data/synthetic'
 crop_size = (128, 128)
+# CheckedLoad*: a bad image or label file fails naming the file. The test
+# pipeline keeps mmcv's image loader: MMSegInferencer finds it by type name.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='CheckedLoadAnnotations'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')

@@ -1,3 +1,7 @@
-from .loading import CheckedLoadAnnotations, LabelFileError
+from .loading import (CheckedLoadAnnotations, CheckedLoadImageFromFile,
+                      ImageFileError, LabelFileError)
 
-__all__ = ['CheckedLoadAnnotations', 'LabelFileError']
+__all__ = [
+    'CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'ImageFileError',
+    'LabelFileError'
+]

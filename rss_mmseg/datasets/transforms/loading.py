@@ -1,10 +1,52 @@
-"""Label loading that names the file when a label map is bad."""
+"""Image and label loading that names the file when it is bad."""
+from typing import Optional
+
+from mmcv.transforms import LoadImageFromFile
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
 
 class LabelFileError(ValueError):
     """A label map is missing, undecodable, or does not fit its image."""
+
+
+class ImageFileError(ValueError):
+    """An image file is missing or cannot be decoded."""
+
+
+@TRANSFORMS.register_module()
+class CheckedLoadImageFromFile(LoadImageFromFile):
+    """:class:`mmcv.transforms.LoadImageFromFile` with clear errors.
+
+    On a truncated or corrupted image mmcv's loader fails with a bare
+    ``AssertionError: failed to load image: PATH`` (cv2 backend; under
+    ``python -O`` the assert is gone and it fails on ``None.shape``, naming
+    nothing), or with pillow's ``image file is truncated`` / ``cannot
+    identify image file <BytesIO>``, which name no file. This loader raises
+    :class:`ImageFileError` naming the image and the fix, with every
+    backend. ``ignore_empty=True`` keeps mmcv's behaviour (skip the
+    sample). Arguments are mmcv's.
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        img_path = results['img_path']
+        try:
+            return super().transform(results)
+        except FileNotFoundError:
+            raise ImageFileError(
+                f'image file {img_path!r} does not exist. Fix: check '
+                'data_root, data_prefix.img_path and img_suffix, or re-run '
+                'the dataset converter.') from None
+        except (AssertionError, AttributeError, OSError, ValueError) as err:
+            # cv2 decodes to None: mmcv's assert (AttributeError on
+            # ``None.shape`` under python -O); pillow raises an OSError
+            if self.ignore_empty:
+                return None
+            raise ImageFileError(
+                f'cannot decode image file {img_path!r}: truncated, '
+                f'corrupted or not an image ({type(err).__name__}). Fix: '
+                're-create it with the dataset converter or remove the '
+                'sample.') from err
 
 
 @TRANSFORMS.register_module()

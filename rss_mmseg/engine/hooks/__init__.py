@@ -1,3 +1,9 @@
+from .label_leak_check_hook import LabelLeakCheckHook, find_label_leaks
 from .num_classes_check_hook import NumClassesCheckHook
+from .progressive_scale_hook import ProgressiveScaleHook
+from .random_state_hook import RandomStateHook
 
-__all__ = ['NumClassesCheckHook']
+__all__ = [
+    'LabelLeakCheckHook', 'NumClassesCheckHook', 'ProgressiveScaleHook',
+    'RandomStateHook', 'find_label_leaks'
+]

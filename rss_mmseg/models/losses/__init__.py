@@ -1,3 +1,5 @@
 from .pixel_reward_loss import PixelRewardLoss, collapse_weights
+from .psd_loss import PSDLoss
+from .psr_reward_loss import PSRRewardLoss
 
-__all__ = ['PixelRewardLoss', 'collapse_weights']
+__all__ = ['PixelRewardLoss', 'collapse_weights', 'PSRRewardLoss', 'PSDLoss']

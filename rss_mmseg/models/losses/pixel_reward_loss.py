@@ -47,43 +47,11 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
+from .utils import _PrecomputedGradient, collapse_weights
 
 BASELINES = ('none', 'mean', 'loo', 'syncan')
 
-
-class _PrecomputedGradient(torch.autograd.Function):
-    """Return ``value`` with ``d value / d logits = grad``."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, value: Tensor, grad: Tensor) -> Tensor:
-        ctx.save_for_backward(grad)
-        ctx.dtype = logits.dtype
-        return value.detach().clone()
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tuple[Tensor, None, None]:
-        grad, = ctx.saved_tensors
-        return (grad * grad_output).to(ctx.dtype), None, None
-
-
-def collapse_weights(actions: Tensor, advantages: Tensor,
-                     num_classes: int) -> Tensor:
-    """Per-class weights ``W[b, c] = 1/K sum_k A_k 1{a_k = c}``.
-
-    Args:
-        actions (Tensor): Actions (K, B, H, W), long.
-        advantages (Tensor): Advantages (K, B, H, W).
-        num_classes (int): Number of classes C.
-
-    Returns:
-        Tensor: Weights (B, C, H, W); ``-(W * log_softmax(z)).sum()`` has the
-        same gradient as ``-1/K sum_k (A_k * log pi(a_k)).sum()``.
-    """
-    K, B, H, W = actions.shape
-    weights = advantages.new_zeros((B, num_classes, H, W))
-    weights.scatter_add_(1, actions.transpose(0, 1),
-                         advantages.transpose(0, 1))
-    return weights.div_(K)
+__all__ = ['PixelRewardLoss', 'collapse_weights']
 
 
 @MODELS.register_module()
@@ -127,6 +95,8 @@ class PixelRewardLoss(nn.Module):
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_pixel_reward'.
     """
+    level = 'pixel'
+    min_samples = 1
 
     def __init__(self,
                  loss_weight: float = 1.0,

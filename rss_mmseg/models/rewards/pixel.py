@@ -34,6 +34,8 @@ class PixelMatchReward:
             Defaults to 255.
     """
 
+    level = 'pixel'
+
     def __init__(self,
                  correct: float = 1.0,
                  wrong: float = 0.0,
@@ -45,6 +47,7 @@ class PixelMatchReward:
         self.correct = float(correct)
         self.wrong = float(wrong)
         self.ignore_index = ignore_index
+        self.value_range = (self.wrong, self.correct)
 
     def __call__(self, actions: Tensor,
                  data_samples: List[SegDataSample]) -> Tuple[Tensor, Tensor]:

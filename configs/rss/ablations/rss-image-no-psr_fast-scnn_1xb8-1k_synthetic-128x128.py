@@ -1,0 +1,7 @@
+# Ablation of rss-image: PSD and SyncAN without PSR (actions at full
+# resolution from the first iteration).
+_base_ = '../rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py'
+model = dict(decode_head=dict(scales=None))
+custom_hooks = [
+    h for h in _base_.custom_hooks if h['type'] != 'ProgressiveScaleHook'
+]

@@ -1,0 +1,31 @@
+# Image-level RSS for mmseg's DeepLabV3+ R50-D8, 4xb2-80k_cityscapes-512x1024:
+# the stock config trained from one mIoU reward per sampled segmentation, with
+# PSR (8 -> 16 -> 32 -> 64 grids over quarters of training), PSD (K = 8
+# samples, all pairs) and SyncAN (advantage statistics all-reduced over the
+# GPUs). The auxiliary FCN head is dropped: trained with cross-entropy it would
+# put pixel labels into the gradient (LabelLeakCheckHook refuses that). The
+# grid schedule extrapolates the CamVid one (cells of ~5-8 pixels at the end)
+# and has not been tuned at this scale.
+_base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py'
+custom_imports = dict(imports=['rss_mmseg'], allow_failed_imports=False)
+model = dict(
+    auxiliary_head=None,
+    decode_head=dict(
+        _delete_=True,
+        type='RSSHead',
+        head={{_base_.model.decode_head}},
+        num_classes={{_base_.model.decode_head.num_classes}},
+        reward=dict(type='ImageMIoUReward'),
+        loss=dict(
+            type='PSDLoss',
+            pairs='all',
+            normalize='syncan',
+            entropy_weight=0.01),
+        num_samples=8,
+        scales=8))
+custom_hooks = [
+    dict(type='NumClassesCheckHook'),
+    dict(type='LabelLeakCheckHook'),
+    dict(type='RandomStateHook'),
+    dict(type='ProgressiveScaleHook', scales=[8, 16, 32, 64]),
+]

@@ -1,0 +1,151 @@
+"""PSR: drive the action grid of image-level RSS heads by iteration."""
+import bisect
+from typing import List, Optional, Sequence, Union
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS
+
+from rss_mmseg.models.policy import ScaleSpec, ScaleType, as_grid
+
+MODES = ('step', 'linear')
+
+
+@HOOKS.register_module()
+class ProgressiveScaleHook(Hook):
+    """Progressive Scale Rewards: coarse action grids first, finer later.
+
+    Before every training iteration it sets ``scales`` on each image-level
+    :class:`~rss_mmseg.models.heads.RSSHead` of the model to the grid of
+    that iteration and logs it (``psr_scale``: cell rows). The grid is a
+    pure function of the iteration, so ``--resume`` at iteration ``k``
+    continues with the grid of iteration ``k``; the schedule is also saved
+    in the checkpoint, and resuming under a different schedule warns.
+
+    Args:
+        scales (Sequence): Grids, coarse to fine: each an int ``s``
+            (s x s cells), ``(rows, cols)`` or None (full resolution,
+            only as the last one).
+        milestones (Sequence[int | float], optional): ``mode='step'``:
+            iterations at which to move to the next grid
+            (``len(scales) - 1`` of them, increasing); floats in (0, 1) are
+            fractions of ``max_iters``. Defaults to equal parts of
+            training.
+        mode (str): ``'step'`` (piecewise constant) or ``'linear'`` (the
+            cell count per side interpolated linearly from the first to the
+            last of two or more int/tuple grids, rounded). Defaults to
+            'step'.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 scales: Sequence[ScaleSpec],
+                 milestones: Optional[Sequence[Union[int, float]]] = None,
+                 mode: str = 'step') -> None:
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if not scales:
+            raise ValueError('ProgressiveScaleHook needs at least one scale')
+        self.grids: List[ScaleType] = [as_grid(s) for s in scales]
+        if None in self.grids[:-1]:
+            raise ValueError('None (full resolution) can only be the last '
+                             f'scale, got scales={list(scales)}')
+        if mode == 'linear' and (len(self.grids) < 2 or None in self.grids):
+            raise ValueError("mode='linear' interpolates between the first "
+                             'and the last of two or more int or (rows, '
+                             f'cols) scales, got scales={list(scales)}')
+        if milestones is not None:
+            if mode != 'step':
+                raise ValueError("milestones apply to mode='step' only")
+            if len(milestones) != len(self.grids) - 1:
+                raise ValueError(
+                    f'{len(self.grids)} scales need {len(self.grids) - 1} '
+                    f'milestones (when to move to the next), got '
+                    f'{list(milestones)}')
+            if list(milestones) != sorted(milestones) or any(
+                    m <= 0 for m in milestones):
+                raise ValueError('milestones must be positive and '
+                                 f'increasing, got {list(milestones)}')
+        self.scales = list(scales)
+        self.milestones = None if milestones is None else list(milestones)
+        self.mode = mode
+        self.max_iters: Optional[int] = None
+
+    def _iteration_milestones(self, max_iters: int) -> List[int]:
+        if self.milestones is None:
+            n = len(self.grids)
+            return [round(max_iters * i / n) for i in range(1, n)]
+        return [
+            round(m * max_iters) if isinstance(m, float) and m < 1 else
+            int(m) for m in self.milestones
+        ]
+
+    def grid_at(self, iteration: int, max_iters: int) -> ScaleType:
+        """The grid of 0-based training ``iteration`` of ``max_iters``."""
+        if self.mode == 'step':
+            index = bisect.bisect_right(
+                self._iteration_milestones(max_iters), iteration)
+            return self.grids[index]
+        first, last = self.grids[0], self.grids[-1]
+        t = min(max(iteration / max(max_iters - 1, 1), 0.0), 1.0)
+        return tuple(
+            int(round(a + (b - a) * t)) for a, b in zip(first, last))
+
+    @staticmethod
+    def _image_heads(runner) -> list:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        return [(name, m) for name, m in model.named_modules()
+                if getattr(m, 'level', None) == 'image'
+                and hasattr(m, 'scales')]
+
+    def before_train(self, runner) -> None:
+        self.max_iters = runner.max_iters
+        heads = self._image_heads(runner)
+        if not heads:
+            raise ValueError(
+                'ProgressiveScaleHook drives the action grid of image-level '
+                'RSSHeads, but the model has none (an RSSHead whose reward '
+                'is image-level). Fix: remove the hook from custom_hooks, '
+                'or use an image-level reward')
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        size = getattr(model.data_preprocessor, 'size', None)
+        if size is not None:
+            for grid in self.grids:
+                if grid is not None and (grid[0] > size[0]
+                                         or grid[1] > size[1]):
+                    raise ValueError(
+                        f'ProgressiveScaleHook scale {grid} is finer than '
+                        f'the training input {tuple(size)} '
+                        '(model.data_preprocessor.size): use scales <= '
+                        'the crop size, or None for full resolution')
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        grid = self.grid_at(runner.iter, runner.max_iters)
+        for _, head in self._image_heads(runner):
+            head.scales = [grid]
+        rows = 0 if grid is None else grid[0]  # 0: full resolution
+        runner.message_hub.update_scalar('train/psr_scale', rows)
+
+    def _schedule(self) -> dict:
+        return dict(
+            scales=[None if g is None else list(g) for g in self.grids],
+            milestones=self.milestones,
+            mode=self.mode)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('meta', dict())['psr_schedule'] = \
+            self._schedule()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get('meta', dict()).get('psr_schedule')
+        if saved is not None and saved != self._schedule():
+            print_log(
+                f'ProgressiveScaleHook: the checkpoint was trained with the '
+                f'PSR schedule {saved}, this run uses {self._schedule()}; '
+                'continuing with the new one',
+                logger='current',
+                level='WARNING')

@@ -1,0 +1,105 @@
+"""Closed-form policy-gradient machinery shared by the RSS losses.
+
+Every RSS surrogate is linear in the log-probabilities of the sampled
+actions, ``-sum_k sum_p A_k,p log pi(a_k,p)``, so its K samples collapse into
+one weight per pixel (or cell) and class, ``W[c] = sum_k A_k 1{a_k = c}``, and
+its gradient w.r.t. the logits is ``pi * sum_c W - W``. Forming that gradient
+up front and attaching it with :class:`_PrecomputedGradient` makes the
+backward pass one multiplication, whatever K, and saves no (K, ...) tensor.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ..policy import PixelPolicy
+
+
+class _PrecomputedGradient(torch.autograd.Function):
+    """Return ``value`` with ``d value / d logits = grad``."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, value: Tensor, grad: Tensor) -> Tensor:
+        ctx.save_for_backward(grad)
+        ctx.dtype = logits.dtype
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> Tuple[Tensor, None, None]:
+        grad, = ctx.saved_tensors
+        return (grad * grad_output).to(ctx.dtype), None, None
+
+
+def collapse_weights(actions: Tensor, advantages: Tensor,
+                     num_classes: int) -> Tensor:
+    """Per-class weights ``W[b, c] = 1/K sum_k A_k 1{a_k = c}``.
+
+    Args:
+        actions (Tensor): Actions (K, B, H, W), long.
+        advantages (Tensor): Advantages (K, B, H, W) (may be an expanded
+            view, e.g. one value per sample and image broadcast over H, W).
+        num_classes (int): Number of classes C.
+
+    Returns:
+        Tensor: Weights (B, C, H, W); ``-(W * log_softmax(z)).sum()`` has the
+        same gradient as ``-1/K sum_k (A_k * log pi(a_k)).sum()``.
+    """
+    K, B, H, W = actions.shape
+    weights = advantages.new_zeros((B, num_classes, H, W))
+    weights.scatter_add_(1, actions.transpose(0, 1),
+                         advantages.transpose(0, 1))
+    return weights.div_(K)
+
+
+def image_policy_gradient(policy: PixelPolicy,
+                          actions: Tensor,
+                          sample_weights: Tensor,
+                          scale: Union[float, Tensor],
+                          entropy_scale: Optional[Tensor] = None) -> Tensor:
+    """Loss for ``-scale sum_{k,b} w_kb sum_cells log pi(a_kb)``.
+
+    The surrogate of the image-level losses: one scalar weight per sample
+    and image (its advantage, or its share of the pair comparisons) on the
+    summed log-probabilities of the sample's cell actions. The K samples
+    collapse into ``W = sum_k w_k onehot(a_k)`` (B, C, h, w) with one
+    scatter, and the logits gradient ``scale * (pi * sum_k w_k - W)`` is
+    attached in closed form: backward cost and saved memory do not depend on
+    K.
+
+    Args:
+        policy (:obj:`PixelPolicy`): Policy over the cell logits
+            (B, C, h, w); they receive the gradient.
+        actions (Tensor): Cell actions (K, B, h, w), long.
+        sample_weights (Tensor): Weights ``w`` (K, B), zero for samples that
+            must not learn (invalid images).
+        scale (float | Tensor): Factor of the surrogate (loss weight over
+            the normalizer; a scalar tensor avoids a device sync).
+        entropy_scale (Tensor, optional): Per-image factor ``beta_b`` (B,)
+            of an entropy bonus ``-sum_b beta_b sum_cells H(pi)``, whose
+            gradient ``beta_b pi (log pi + H)`` is added in closed form.
+            Defaults to None (no bonus).
+
+    Returns:
+        Tensor: Scalar loss whose value is the surrogate (only its gradient
+        is meaningful) and whose gradient flows into ``policy.logits``.
+    """
+    K, B, h, w = actions.shape
+    with torch.no_grad():
+        probs = policy.probs
+        log_probs = policy.log_probs
+        sample_weights = sample_weights.to(probs.dtype)
+        src = sample_weights.view(K, B, 1, 1).expand(K, B, h, w)
+        weights = collapse_weights(actions, src, policy.num_classes)
+        weights.mul_(K * scale)  # sum_k w_k onehot(a_k), times scale
+        # d/dz of -scale sum_k w_k log pi(a_k): scale (pi sum_k w_k - W)
+        total = (sample_weights.sum(0) * scale).view(B, 1, 1, 1)
+        grad = probs * total - weights
+        value = -(weights * log_probs).sum()
+        if entropy_scale is not None:
+            # d/dz of -beta sum H = beta * pi * (log pi + H)
+            plogp = probs * log_probs
+            entropy = -plogp.sum(1, keepdim=True)
+            beta = entropy_scale.to(probs.dtype).view(B, 1, 1, 1)
+            grad += plogp.add_(probs * entropy).mul_(beta)
+            value = value - (entropy * beta).sum()
+    return _PrecomputedGradient.apply(policy.logits, value, grad)

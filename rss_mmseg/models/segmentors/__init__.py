@@ -1,0 +1,3 @@
+from .rss_encoder_decoder import RSSEncoderDecoder
+
+__all__ = ['RSSEncoderDecoder']

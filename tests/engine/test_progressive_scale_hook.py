@@ -1,0 +1,113 @@
+"""ProgressiveScaleHook: the PSR schedule, its checks, and resume."""
+import json
+import os.path as osp
+import shutil
+
+import pytest
+from mmengine.config import Config
+
+from rss_mmseg.engine.hooks import ProgressiveScaleHook
+from tests.conftest import REPO_ROOT, as_cfg_options, run_tool, \
+    tiny_run_overrides
+
+IMAGE_CONFIG = osp.join(REPO_ROOT, 'configs/rss',
+                        'rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py')
+
+
+def psr_scales_key() -> str:
+    """The --cfg-options key of the PSR hook's scales in IMAGE_CONFIG."""
+    hooks = Config.fromfile(IMAGE_CONFIG).custom_hooks
+    index = [h['type'] for h in hooks].index('ProgressiveScaleHook')
+    return f'custom_hooks.{index}.scales'
+
+
+def test_default_milestones_split_training_in_equal_parts():
+    hook = ProgressiveScaleHook(scales=[4, 8, 16, 32])
+    grids = [hook.grid_at(i, 400) for i in (0, 99, 100, 199, 200, 300, 399)]
+    assert grids == [(4, 4), (4, 4), (8, 8), (8, 8), (16, 16), (32, 32),
+                     (32, 32)]
+
+
+def test_milestones_in_iterations_and_fractions():
+    by_iter = ProgressiveScaleHook(scales=[2, (4, 6), None],
+                                   milestones=[10, 30])
+    assert [by_iter.grid_at(i, 100) for i in (9, 10, 29, 30)] == [
+        (2, 2), (4, 6), (4, 6), None]
+    by_frac = ProgressiveScaleHook(scales=[2, 4], milestones=[0.25])
+    assert by_frac.grid_at(24, 100) == (2, 2)
+    assert by_frac.grid_at(25, 100) == (4, 4)
+
+
+def test_linear_mode_interpolates_cells_per_side():
+    hook = ProgressiveScaleHook(scales=[4, 32], mode='linear')
+    assert hook.grid_at(0, 101) == (4, 4)
+    assert hook.grid_at(50, 101) == (18, 18)
+    assert hook.grid_at(100, 101) == (32, 32)
+
+
+@pytest.mark.parametrize('kwargs,words', [
+    (dict(scales=[]), 'at least one'),
+    (dict(scales=[None, 4]), 'last'),
+    (dict(scales=[4, 8], milestones=[10, 20]), '1 milestones'),
+    (dict(scales=[4, 8, 16], milestones=[20, 10]), 'increasing'),
+    (dict(scales=[4, 8], mode='cosine'), 'mode'),
+    (dict(scales=[4], mode='linear'), 'two or more'),
+    (dict(scales=[0, 4]), '>= 1'),
+])
+def test_bad_schedules_are_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ProgressiveScaleHook(**kwargs)
+
+
+def _scalars(work_dir):
+    lines = []
+    for path in sorted(
+            __import__('glob').glob(
+                osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            lines += [json.loads(line) for line in f if line.strip()]
+    return {d['step']: d for d in lines if 'psr_scale' in d}
+
+
+def test_resume_continues_with_the_scale_of_its_iteration(
+        synthetic_root, tmp_path):
+    overrides = tiny_run_overrides(synthetic_root, '', 4)
+    overrides['default_hooks.checkpoint.interval'] = 2
+    overrides[psr_scales_key()] = [2, 4, 8, 16]  # one per iteration
+    full = str(tmp_path / 'full')
+    overrides['work_dir'] = full
+    result = run_tool('train.py',
+                      [IMAGE_CONFIG, '--cfg-options',
+                       *as_cfg_options(overrides)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    uninterrupted = _scalars(full)
+    assert [uninterrupted[i]['psr_scale'] for i in (1, 2, 3, 4)] == [
+        2, 4, 8, 16]
+    # a run interrupted after iteration 2, resumed from its checkpoint
+    resumed = str(tmp_path / 'resumed')
+    shutil.copytree(full, resumed, ignore=shutil.ignore_patterns(
+        'iter_4.pth', '2*'))
+    with open(osp.join(resumed, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(resumed, 'iter_2.pth'))
+    overrides['work_dir'] = resumed
+    result = run_tool('train.py', [
+        IMAGE_CONFIG, '--resume', '--cfg-options',
+        *as_cfg_options(overrides)
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = _scalars(resumed)
+    assert sorted(after) == [3, 4]
+    for step in (3, 4):
+        assert after[step]['psr_scale'] == uninterrupted[step]['psr_scale']
+
+
+def test_scale_finer_than_the_crop_is_refused_before_training(
+        synthetic_root, tmp_path):
+    overrides = tiny_run_overrides(synthetic_root, str(tmp_path), 2)
+    overrides[psr_scales_key()] = [4, 128]  # crops are 64x64
+    result = run_tool('train.py',
+                      [IMAGE_CONFIG, '--cfg-options',
+                       *as_cfg_options(overrides)])
+    assert result.returncode != 0
+    assert '(128, 128) is finer than the training input (64, 64)' in \
+        result.stderr

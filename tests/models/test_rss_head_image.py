@@ -1,0 +1,256 @@
+"""RSSHead with image-level rewards: PSR grids, scoring, bad rewards."""
+import math
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmseg.registry import MODELS
+
+import rss_mmseg  # noqa: F401
+from rss_mmseg.models.rewards.checks import RewardError
+from tests.models.utils import make_data_samples
+
+NUM_CLASSES = 4
+FEATS = 8
+
+
+def build_head(reward=None, loss=None, num_samples=4, scales=2, **kwargs):
+    return MODELS.build(
+        dict(
+            type='RSSHead',
+            head=dict(
+                type='FCNHead',
+                in_channels=FEATS,
+                channels=8,
+                num_convs=1,
+                concat_input=False,
+                in_index=0,
+                num_classes=NUM_CLASSES),
+            reward=reward or dict(type='ImageMIoUReward'),
+            loss=loss or dict(type='PSDLoss'),
+            num_samples=num_samples,
+            scales=scales,
+            **kwargs))
+
+
+def batch(size=(16, 16), labels=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    feats = [torch.randn(2, FEATS, size[0] // 4, size[1] // 4,
+                         generator=gen)]
+    gt = torch.randint(0, NUM_CLASSES, (2, *size), generator=gen)
+    samples = make_data_samples(gt)
+    if not labels:
+        for s in samples:
+            del s.gt_sem_seg
+    return feats, samples
+
+
+class Recorder:
+    """An image reward that remembers the action maps it scored."""
+    level = 'image'
+    value_range = (0.0, 1.0)
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, actions, data_samples):
+        self.seen.append(actions.clone())
+        K, B = actions.shape[:2]
+        score = (actions == 0).float().mean((2, 3))
+        return score, torch.ones(B, dtype=torch.bool)
+
+
+@MODELS.register_module(force=True)
+class _RecordingReward(Recorder):
+    pass
+
+
+@MODELS.register_module(force=True)
+class _HostileReward:
+    """Returns something broken, chosen by ``mode``."""
+    level = 'image'
+    value_range = (0.0, 1.0)
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def __call__(self, actions, data_samples):
+        K, B = actions.shape[:2]
+        rewards = torch.rand(K, B)
+        valid = torch.ones(B, dtype=torch.bool)
+        if self.mode == 'nan':
+            rewards[0, 1] = math.nan
+        elif self.mode == 'inf':
+            rewards[1, 0] = math.inf
+        elif self.mode == 'shape':
+            rewards = rewards[:, :1]
+        elif self.mode == 'dtype':
+            rewards = (rewards > 0.5).long()
+        elif self.mode == 'range':
+            rewards = rewards + 1.5
+        elif self.mode == 'raises':
+            raise ConnectionError('rating service unreachable')
+        elif self.mode == 'tuple':
+            return rewards
+        return rewards, valid
+
+    def __repr__(self):
+        return f'_HostileReward(mode={self.mode!r})'
+
+
+def test_image_step_learns_from_the_grid_policy():
+    head = build_head(num_samples=4, scales=2)
+    feats, samples = batch()
+    losses = head.loss(feats, samples, None)
+    assert set(losses) >= {'loss_psd', 'reward', 'entropy', 'acc_sample'}
+    assert 0.0 <= losses['reward'].item() <= 1.0
+    assert losses['psr_cells'].item() == 4
+    losses['loss_psd'].backward()
+    grad = head.head.conv_seg.weight.grad
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('scales,cells', [(2, (2, 2)), ((2, 4), (2, 4)),
+                                          (None, (16, 16))])
+def test_actions_are_constant_on_the_cells_of_the_grid(scales, cells):
+    head = build_head(
+        reward=dict(type='_RecordingReward'),
+        loss=dict(type='PSRRewardLoss', baseline='group'),
+        num_samples=3,
+        scales=scales)
+    feats, samples = batch()
+    head.loss(feats, samples, None)
+    actions = head.reward.seen[-1]
+    assert actions.shape == (3, 2, 16, 16)
+    rows, cols = cells
+    blocks = actions.reshape(3, 2, rows, 16 // rows, cols, 16 // cols)
+    # every pixel of a cell has the cell's action
+    assert (blocks == blocks[:, :, :, :1, :, :1]).all()
+    if scales is not None:  # and cells do differ somewhere
+        assert head.losses[0] is not None
+
+
+def test_several_scales_per_step_average_their_losses():
+    torch.manual_seed(0)
+    head = build_head(
+        reward=dict(type='_RecordingReward'), num_samples=2, scales=[2, 4])
+    feats, samples = batch()
+    losses = head.loss(feats, samples, None)
+    seen = head.reward.seen
+    assert len(seen) == 2  # one scoring per scale
+    assert losses['psr_cells'].item() == 16  # the finest scale is logged
+    assert torch.isfinite(losses['loss_psd'])
+
+
+def test_label_free_batch_trains_without_references():
+    head = build_head(reward=dict(type='_RecordingReward'), num_samples=2)
+    feats, samples = batch(labels=False)
+    losses = head.loss(feats, samples, None)
+    assert 'acc_sample' not in losses and 'acc_seg' not in losses
+    losses['loss_psd'].backward()
+    assert head.head.conv_seg.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('mode,words', [
+    ('nan', 'non-finite'),
+    ('inf', 'non-finite'),
+    ('shape', '(4, 2)'),
+    ('dtype', 'floating dtype'),
+    ('range', 'value_range'),
+    ('raises', 'rating service unreachable'),
+    ('tuple', 'must return (rewards, valid)'),
+])
+def test_hostile_reward_stops_with_its_name_and_the_iteration(mode, words):
+    head = build_head(reward=dict(type='_HostileReward', mode=mode))
+    feats, samples = batch()
+    MessageHub.get_current_instance().update_info('iter', 6)
+    with pytest.raises(RewardError) as info:
+        head.loss(feats, samples, None)
+    message = str(info.value)
+    assert f"_HostileReward(mode='{mode}')" in message
+    assert 'iteration 7' in message and words in message
+    assert "on_bad_reward='skip'" in message
+
+
+def test_hostile_pixel_reward_is_caught_too():
+    head = MODELS.build(
+        dict(
+            type='RSSHead',
+            head=dict(
+                type='FCNHead',
+                in_channels=FEATS,
+                channels=8,
+                num_convs=1,
+                concat_input=False,
+                num_classes=NUM_CLASSES),
+            reward=dict(type='PixelMatchReward')))
+    feats, samples = batch()
+    head.reward.correct = math.nan  # a reward gone bad mid-run
+    with pytest.raises(RewardError, match='non-finite'):
+        head.loss(feats, samples, None)
+
+
+def test_skipped_bad_reward_gives_no_gradient_and_is_counted():
+    head = build_head(
+        reward=dict(type='_HostileReward', mode='nan'), on_bad_reward='skip')
+    feats, samples = batch()
+    losses = head.loss(feats, samples, None)
+    assert losses['bad_reward'].item() == 1.0
+    assert torch.isfinite(losses['loss_psd'])
+    losses['loss_psd'].backward()
+    assert head.head.conv_seg.weight.grad.abs().sum() == 0
+    assert head._bad_reward_batches == 1
+
+
+def test_reward_that_needs_images_needs_the_rss_segmentor():
+    head = build_head(
+        reward=dict(
+            type='CallableReward',
+            fn='tests.models.test_rss_head_image.score_brightness'))
+    feats, samples = batch()
+    with pytest.raises(ValueError, match="model.type='RSSEncoderDecoder'"):
+        head.loss(feats, samples, None)
+    head.reward_inputs = torch.rand(2, 3, 16, 16)
+    losses = head.loss(feats, samples, None)
+    assert torch.isfinite(losses['loss_psd'])
+
+
+def score_brightness(inputs, action_maps, data_samples):
+    """A stand-in external scorer: reward class 1 where the image is bright."""
+    bright = inputs.mean(1) > 0.5
+    return ((action_maps == 1) == bright).float().mean((-2, -1))
+
+
+@pytest.mark.parametrize('cfg,words', [
+    (dict(loss=dict(type='PSDLoss'), num_samples=1), 'num_samples >= 2'),
+    (dict(loss=dict(type='PixelRewardLoss')), 'pixel-level loss'),
+    (dict(loss=dict(type='CrossEntropyLoss')), 'not an RSS loss'),
+    (dict(local_block=0.5, num_samples=1,
+          loss=dict(type='PSRRewardLoss', baseline='none')),
+     'num_samples >= 2'),
+    (dict(scales=[]), 'empty'),
+    (dict(scales='coarse'), 'PSR scale'),
+])
+def test_bad_image_level_configs_fail_at_build(cfg, words):
+    with pytest.raises((ValueError, TypeError), match=words):
+        build_head(**cfg)
+
+
+def test_pixel_reward_with_scales_fails_at_build():
+    with pytest.raises(ValueError, match='scales'):
+        build_head(
+            reward=dict(type='PixelMatchReward'),
+            loss=dict(type='PixelRewardLoss'),
+            scales=4)
+
+
+def test_unknown_reward_type_fails_at_build():
+    with pytest.raises(KeyError, match='NoSuchReward'):
+        build_head(reward=dict(type='NoSuchReward'))
+
+
+def test_grid_finer_than_the_logits_fails_with_the_sizes():
+    head = build_head(scales=32)
+    feats, samples = batch(size=(16, 16))
+    with pytest.raises(ValueError, match=r'\(32, 32\).*\(16, 16\)'):
+        head.loss(feats, samples, None)
