@@ -1,6 +1,8 @@
 # rss-mmseg: one-command setup, demo and tests.
 #   make demo   set up .venv, generate the synthetic set, train + evaluate
 #   make test   set up .venv, run the test suite
+#   make bench  CamVid benchmark: CE, pixel- and image-level RSS, ablations
+#               (make bench-quick: the same on a tiny synthetic set)
 # The stack is installed in the order it needs (torch, build tools, mmcv built
 # from source with ops against that torch, then mmseg). A stamp file makes a
 # second run reinstall nothing.
@@ -42,3 +44,15 @@ test: $(STAMP)
 
 clean:
 	rm -rf work_dirs data/synthetic
+
+# Benchmark (tools/benchmark.py; docs/benchmarks.md): results in
+# results/bench_camvid (bench_quick). Resumable: run it again after an
+# interruption. Extra options: make bench BENCH_ARGS='--seeds 0 1 2 --jobs 2'
+BENCH_ARGS ?=
+.PHONY: bench bench-quick
+
+bench: $(STAMP)
+	$(PY) tools/benchmark.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) tools/benchmark.py --quick $(BENCH_ARGS)

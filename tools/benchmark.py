@@ -1,0 +1,823 @@
+"""Benchmark CE, pixel-level RSS, image-level RSS and its ablations.
+
+One command trains every method with the same model, data, schedule and seed
+(``tools/train.py``, one process and one work dir per run), evaluates on
+the val split during training, measures s/iter and peak memory side by side
+(``measure_one`` of ``tools/analysis_tools/train_speed.py``, one process per
+measurement, methods in alternating order, medians after warm-up), and
+writes a table (Markdown, CSV, JSON), plots and a picture grid to
+``<results>/<bench>/``. Finished runs are skipped and interrupted ones
+resumed, so re-running the same command after an interruption continues
+where it stopped; ``--skip-train`` only rebuilds the outputs from what is
+there. Every process is forked from one server that has imported torch,
+mmseg and rss_mmseg once (``analysis_tools/bench_child.py``): the code is
+the one found when the benchmark started.
+
+    python tools/benchmark.py                  # CamVid, all methods, seed 0
+    python tools/benchmark.py --quick          # smoke run, tiny synthetic set
+    python tools/benchmark.py --seeds 0 1 2 --jobs 2 --methods ce rss-pixel
+    python tools/benchmark.py --skip-train     # table/plots/pictures only
+
+Layout: ``<results>/<bench>/<method>/seed<N>/`` is the work dir of one run
+(``train.log`` holds its output); a run is finished when it holds
+``iter_<max_iters>.pth``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import re
+import shlex
+import signal
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/
+
+from analysis_tools import bench_child  # noqa: E402
+from analysis_tools import bench_report as report  # noqa: E402
+
+# The methods, in table order; the first is the reference of every ratio.
+# A method whose config file does not exist (yet) is skipped with the reason.
+Method = NamedTuple('Method', [('level', str), ('camvid', str),
+                               ('quick', Optional[str])])
+_ABL = 'configs/rss/ablations/'
+METHODS: Dict[str, Method] = {
+    'ce': Method(
+        'labels (CE)',
+        'configs/baselines/ce_fast-scnn_1xb8-4k_camvid-176x240.py',
+        'configs/baselines/ce_fast-scnn_1xb8-1k_synthetic-128x128.py'),
+    'rss-pixel': Method(
+        'pixel',
+        'configs/rss/rss-pixel_fast-scnn_1xb8-4k_camvid-176x240.py',
+        'configs/rss/rss-pixel_fast-scnn_1xb8-1k_synthetic-128x128.py'),
+    'rss-image': Method(
+        'image',
+        'configs/rss/rss-image_fast-scnn_1xb8-4k_camvid-176x240.py',
+        'configs/rss/rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py'),
+    'rss-image-no-psr': Method(
+        'image', _ABL + 'rss-image-no-psr_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-no-psd': Method(
+        'image', _ABL + 'rss-image-no-psd_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-reinforce': Method(
+        'image',
+        _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',
+        _ABL + 'rss-image-reinforce_fast-scnn_1xb8-1k_synthetic-128x128.py'),
+}
+REFERENCE = 'ce'
+
+CAMVID_SRC = osp.join('..', 'shared', 'data', 'camvid')
+CAMVID_DATA = osp.join('data', 'camvid')
+# --quick: a tiny synthetic set (generator arguments) and a short schedule.
+QUICK_DATA = dict(num_train=32, num_val=8, size=64, seed=0)
+QUICK_ITERS = 40
+QUICK_BATCH = 4
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# A run dir without our stamp whose log changed this recently is taken to be
+# a training started by hand that is still going: it is left alone.
+FOREIGN_ACTIVE_S = 600
+STAMP = 'bench_run.json'
+
+
+def method_config(method: str, quick: bool) -> Optional[str]:
+    """The config of ``method`` for CamVid or --quick (None: none)."""
+    return METHODS[method].quick if quick else METHODS[method].camvid
+
+
+def log(msg: str) -> None:
+    print(f'[bench] {msg}', flush=True)
+
+
+def format_option(value: Any) -> str:
+    """A value as mmengine's DictAction parses it back (--cfg-options)."""
+    if isinstance(value, tuple):
+        return '(' + ','.join(format_option(v) for v in value) + ')'
+    if isinstance(value, list):
+        return '[' + ','.join(format_option(v) for v in value) + ']'
+    return str(value)
+
+
+def as_cfg_options(options: Dict[str, Any]) -> List[str]:
+    return [f'{k}={format_option(v)}' for k, v in options.items()]
+
+
+def rel(path: str) -> str:
+    """``path`` relative to the repository root when inside it."""
+    path = osp.abspath(path)
+    inside = path.startswith(REPO_ROOT + os.sep)
+    return osp.relpath(path, REPO_ROOT) if inside else path
+
+
+@dataclass
+class Run:
+    """One training: a method, a seed, its work dir and its overrides."""
+    method: str
+    seed: int
+    config: str
+    work_dir: str
+    max_iters: int
+    options: Dict[str, Any]
+    state: str = 'pending'  # finished|failed|running-elsewhere|not run
+    note: str = ''
+    duration: float = 0.0
+    proc: Any = field(default=None, repr=False)
+    started: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f'{self.method} seed{self.seed}'
+
+    @property
+    def final_checkpoint(self) -> str:
+        return osp.join(self.work_dir, f'iter_{self.max_iters}.pth')
+
+    def finished(self) -> bool:
+        return osp.isfile(self.final_checkpoint)
+
+    def has_checkpoint(self) -> bool:
+        return osp.isfile(osp.join(self.work_dir, 'last_checkpoint')) or any(
+            re.fullmatch(r'iter_\d+\.pth', f)
+            for f in (os.listdir(self.work_dir)
+                      if osp.isdir(self.work_dir) else []))
+
+    def command(self, resume: bool) -> List[str]:
+        cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir',
+               rel(self.work_dir)]
+        if resume:
+            cmd.append('--resume')
+        return cmd + ['--cfg-options', *as_cfg_options(self.options)]
+
+    def stamp(self) -> Dict[str, Any]:
+        return dict(method=self.method, config=self.config, seed=self.seed,
+                    max_iters=self.max_iters)
+
+
+# ------------------------------------------------------------ preparation
+def prepare_data(args: argparse.Namespace, bench_dir: str) -> str:
+    """Make sure the dataset exists; return its root (as configs take it)."""
+    if args.quick:
+        root = osp.join(bench_dir, 'data', 'synthetic')
+        meta_path = osp.join(root, 'meta.json')
+        if osp.isfile(meta_path):
+            with open(meta_path) as f:
+                meta = json.load(f)
+            if all(meta.get(k) == v for k, v in QUICK_DATA.items()):
+                return root
+        log(f'generating the quick synthetic set in {rel(root)} '
+            f'({QUICK_DATA})')
+        return bench_child.call(bench_child.generate_synthetic,
+                                (root, QUICK_DATA))
+    root = args.camvid_data
+    if not all(osp.isdir(osp.join(root, d, s)) for d in ('img_dir', 'ann_dir')
+               for s in ('train', 'val')):
+        log(f'converting CamVid {args.camvid_src} -> {root}')
+        from dataset_converters.camvid import convert_camvid
+        convert_camvid(args.camvid_src, root, splits=('train', 'val'))
+    return root
+
+
+def _scaled(value: int, new: int, old: int) -> int:
+    return max(1, int(round(value * new / old)))
+
+
+def schedule_options(cfg, iters: int) -> Dict[str, Any]:
+    """Overrides that stretch a config's schedule to ``iters`` iterations.
+
+    max_iters, the val and checkpoint intervals (scaled in proportion), the
+    logger interval (at most max_iters / 8, so curves have points), the end
+    of every LR scheduler that ends at max_iters, and integer
+    iteration-valued fields of custom hooks (``milestones``, ``*_iters``;
+    e.g. a PSR schedule given in iterations). Fractions are left alone.
+    """
+    old = int(cfg.train_cfg.max_iters)
+    opts: Dict[str, Any] = {}
+    logger_interval = int(cfg.default_hooks.logger.get('interval', 50))
+    new_logger = max(1, min(logger_interval, iters // 8))
+    if new_logger != logger_interval:
+        opts['default_hooks.logger.interval'] = new_logger
+    if iters == old:
+        return opts
+    opts['train_cfg.max_iters'] = iters
+    opts['train_cfg.val_interval'] = _scaled(
+        int(cfg.train_cfg.get('val_interval', old)), iters, old)
+    ckpt = cfg.default_hooks.get('checkpoint')
+    if ckpt is not None:
+        opts['default_hooks.checkpoint.interval'] = _scaled(
+            int(ckpt.get('interval', old)), iters, old)
+    scheds = cfg.get('param_scheduler') or []
+    if isinstance(scheds, dict):
+        scheds = {'': scheds}
+    else:
+        scheds = {f'.{i}': s for i, s in enumerate(scheds)}
+    for suffix, sched in scheds.items():
+        if sched.get('end') == old:
+            opts[f'param_scheduler{suffix}.end'] = iters
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        for key, value in hook.items():
+            if key != 'milestones' and not key.endswith('iters'):
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                opts[f'custom_hooks.{i}.{key}'] = _scaled(value, iters, old)
+            elif (isinstance(value, (list, tuple)) and value
+                  and all(isinstance(v, int) for v in value)):
+                opts[f'custom_hooks.{i}.{key}'] = [
+                    _scaled(v, iters, old) for v in value]
+    return opts
+
+
+def data_options(args: argparse.Namespace, data_root: str,
+                 cfg) -> Dict[str, Any]:
+    """Overrides for the data: its root (when not the config's) and, in
+    quick mode, the tiny set's batch, crop size and in-process loading."""
+    opts: Dict[str, Any] = {}
+    if data_root != cfg.train_dataloader.dataset.get('data_root'):
+        for loader in LOADERS:
+            opts[f'{loader}.dataset.data_root'] = data_root
+    if args.quick:
+        opts['train_dataloader.batch_size'] = QUICK_BATCH
+        opts['model.data_preprocessor.size'] = (QUICK_DATA['size'], ) * 2
+        for loader in LOADERS:
+            opts[f'{loader}.num_workers'] = 0
+            opts[f'{loader}.persistent_workers'] = False
+    return opts
+
+
+def plan_runs(args: argparse.Namespace, bench_dir: str, data_root: str,
+              methods: List[str]) -> Tuple[List[Run], Dict[str, str]]:
+    """The runs to do (method x seed) and the methods skipped, with why."""
+    from mmengine.config import Config
+    runs, skipped = [], {}
+    for method in methods:
+        config = method_config(method, args.quick)
+        if config is None:
+            skipped[method] = 'no config for this benchmark'
+            continue
+        if not osp.isfile(config):
+            skipped[method] = f'config {config} not found'
+            continue
+        cfg = Config.fromfile(config, import_custom_modules=False)
+        iters = args.iters or int(cfg.train_cfg.max_iters)
+        opts = {**data_options(args, data_root, cfg),
+                **schedule_options(cfg, iters)}
+        if args.quick:  # two val points and checkpoints: seconds count
+            opts['train_cfg.val_interval'] = max(1, iters // 2)
+            opts['default_hooks.checkpoint.interval'] = max(1, iters // 2)
+        for seed in args.seeds:
+            runs.append(Run(method, seed, config,
+                            osp.join(bench_dir, method, f'seed{seed}'),
+                            iters, {**opts, 'randomness.seed': seed}))
+    return runs, skipped
+
+
+# --------------------------------------------------------------- training
+def _start_time(pid: int) -> Optional[str]:
+    """The kernel's start time of process ``pid`` (None if it is gone);
+    with the pid it names one process, whatever pids are reused."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def running_elsewhere(run: Run) -> Optional[str]:
+    """Why ``run`` seems to be trained by another process right now."""
+    stamp_path = osp.join(run.work_dir, STAMP)
+    if osp.isfile(stamp_path):
+        with open(stamp_path) as f:
+            stamp = json.load(f)
+        pid = stamp.get('pid')
+        if pid and _start_time(pid) == stamp.get('pid_start'):
+            return f'training in process {pid} (another benchmark)'
+        return None
+    logs = [osp.join(run.work_dir, 'train.log')]
+    logs += [osp.join(root, f) for root, _, files in os.walk(run.work_dir)
+             for f in files if f == 'scalars.json']
+    age = time.time() - report.newest_mtime(logs)
+    if age < FOREIGN_ACTIVE_S:
+        return (f'started outside the benchmark, log updated {age:.0f} s '
+                'ago; re-run when it has finished')
+    return None
+
+
+def check_stamp(run: Run) -> Optional[str]:
+    """A mismatch between ``run`` and what its work dir was trained with."""
+    stamp_path = osp.join(run.work_dir, STAMP)
+    if not osp.isfile(stamp_path):
+        return None
+    with open(stamp_path) as f:
+        found = json.load(f)
+    differs = {k: (found.get(k), v) for k, v in run.stamp().items()
+               if found.get(k) != v}
+    if differs:
+        return (f'{rel(run.work_dir)} holds a run with other settings '
+                f'(found, wanted): {differs}; pass another --results or '
+                '--bench, or delete that folder')
+    return None
+
+
+def start(run: Run, threads: int) -> None:
+    resume = run.has_checkpoint()
+    cmd = run.command(resume)
+    os.makedirs(run.work_dir, exist_ok=True)
+    log_path = osp.join(run.work_dir, 'train.log')
+    with open(log_path, 'a') as logf:
+        logf.write(f'\n$ OMP_NUM_THREADS={threads} {shlex.join(cmd)}\n')
+    # tools/train.py with this argv, in a child forked from the preloaded
+    # server (see analysis_tools/bench_child.py)
+    run.proc = bench_child.start(bench_child.train, (cmd[2:], ), log_path)
+    run.started = time.time()
+    with open(osp.join(run.work_dir, STAMP), 'w') as f:
+        json.dump(dict(run.stamp(), options=as_cfg_options(run.options),
+                       command=f'OMP_NUM_THREADS={threads} '
+                       + shlex.join(['python', *cmd[1:]]),
+                       pid=run.proc.pid, pid_start=_start_time(run.proc.pid)),
+                  f, indent=2)
+    log(f'start {run.name}{" (resume)" if resume else ""}: '
+        f'{shlex.join(cmd[1:])}\n        log: {rel(run.work_dir)}/train.log')
+
+
+def _eta(durations: List[float], left: int, jobs: int) -> str:
+    if not durations:
+        return 'ETA after the first run finishes'
+    eta = statistics.mean(durations) * left / jobs
+    return f'{left} run(s) left, ETA {eta / 60:.1f} min'
+
+
+def train_all(runs: List[Run], jobs: int, threads: int) -> None:
+    """Train the unfinished runs, ``jobs`` at a time."""
+    pending = []
+    for run in runs:
+        problem = check_stamp(run)
+        if problem:
+            run.state, run.note = 'failed', problem
+            log(f'error {run.name}: {problem}')
+        elif run.finished():
+            run.state = 'finished'
+            log(f'skip {run.name}: finished '
+                f'({rel(run.final_checkpoint)})')
+        else:
+            elsewhere = running_elsewhere(run)
+            if elsewhere:
+                run.state, run.note = 'running-elsewhere', elsewhere
+                log(f'skip {run.name}: {elsewhere}')
+            else:
+                pending.append(run)
+    running: List[Run] = []
+    durations: List[float] = []
+    total = len(pending)
+    done = 0
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                run = pending.pop(0)
+                log(f'[{done + len(running) + 1}/{total}] '
+                    + _eta(durations, len(pending) + len(running) + 1, jobs))
+                start(run, threads)
+                running.append(run)
+            time.sleep(0.5)
+            for run in [r for r in running if r.proc.exitcode is not None]:
+                running.remove(run)
+                done += 1
+                run.duration = time.time() - run.started
+                if run.proc.exitcode == 0 and run.finished():
+                    run.state = 'finished'
+                    durations.append(run.duration)
+                    _, val = report.load_scalars(run.work_dir)
+                    miou = val[max(val)]['mIoU'] if val else float('nan')
+                    log(f'done {run.name} in {run.duration:.0f} s: val mIoU '
+                        f'{miou:.2f}; '
+                        + _eta(durations, len(pending) + len(running), jobs))
+                else:
+                    run.state = 'failed'
+                    run.note = f'training failed (exit {run.proc.exitcode})'
+                    with open(osp.join(run.work_dir, 'train.log')) as f:
+                        tail = ''.join(f.readlines()[-25:])
+                    log(f'FAILED {run.name} (exit {run.proc.exitcode}); '
+                        f'last lines of {rel(run.work_dir)}/train.log:\n'
+                        f'{tail}')
+    except KeyboardInterrupt:
+        for run in running:
+            run.proc.terminate()
+        for run in running:
+            run.proc.join()
+        log('interrupted; run the same command again to resume')
+        raise
+
+
+# ----------------------------------------------------------------- timing
+def machine_info(threads: int) -> Dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), threads=threads)
+
+
+def measure_timing(args: argparse.Namespace, runs: List[Run],
+                   bench_dir: str, data_root: str) -> Optional[dict]:
+    """s/iter and peak memory of each method's config, side by side.
+
+    Cached in ``timing.json`` with what it was measured with; measured
+    again when that changes (all methods together, so that the ratios come
+    from one alternating session). With ``--no-timing`` or
+    ``--skip-train`` only the cache is read.
+    """
+    cache_path = osp.join(bench_dir, 'timing.json')
+    configs: Dict[str, str] = {}
+    for run in runs:
+        if run.state == 'finished':
+            configs.setdefault(run.method, run.config)
+    base = runs[0] if runs else None
+    common = {k: v for k, v in (base.options.items() if base else [])
+              if k.startswith(LOADERS) or k.startswith('model.')}
+    if base is not None:
+        for loader in LOADERS:  # timing runs elsewhere: absolute data root
+            common[f'{loader}.dataset.data_root'] = osp.abspath(data_root)
+    key = dict(configs=configs, options=as_cfg_options(common),
+               iters=args.timing_iters, warmup=args.timing_warmup,
+               repeats=args.timing_repeats, threads=args.threads)
+    cached = None
+    if osp.isfile(cache_path):
+        with open(cache_path) as f:
+            cached = json.load(f)
+        if cached.get('key') == key:
+            log(f'skip timing: measured already ({rel(cache_path)})')
+            return cached
+    if args.no_timing or args.skip_train or REFERENCE not in configs:
+        if not (args.no_timing or args.skip_train):
+            log(f'no timing: {REFERENCE} has no finished run')
+        elif cached:
+            log(f'timing from {rel(cache_path)} (measured with other '
+                'settings or methods; not re-measured)')
+        return cached
+    work = osp.join(bench_dir, 'timing')
+    os.makedirs(work, exist_ok=True)
+    log_path = osp.join(work, 'timing.log')
+    log(f'timing {", ".join(configs)}: {args.timing_repeats} alternating '
+        f'repeat(s) of {args.timing_warmup} warm-up + {args.timing_iters} '
+        f'timed iterations, {args.threads} thread(s); log: {rel(log_path)}')
+    start_t = time.time()
+    per_method: Dict[str, List[dict]] = {m: [] for m in configs}
+    try:
+        for rep in range(args.timing_repeats):
+            for method, config in configs.items():
+                # train_speed.measure_one in a fresh child per measurement
+                per_method[method].append(bench_child.call(
+                    bench_child.time_config,
+                    (osp.join(REPO_ROOT, config), args.timing_iters,
+                     args.timing_warmup, key['options']), log_path, work))
+                r = per_method[method][-1]
+                log(f'  [{rep + 1}/{args.timing_repeats}] {method}: '
+                    f'{r["s_per_iter"]:.4f} s/iter, {r["peak_mib"]:.1f} MiB')
+    except RuntimeError as e:
+        log(f'timing failed: {e}')
+        return cached
+    first = next(iter(per_method.values()))[0]
+    result = dict(
+        key=key,
+        command=('python tools/analysis_tools/train_speed.py '
+                 + ' '.join(configs.values())
+                 + f' --iters {args.timing_iters} --warmup '
+                 f'{args.timing_warmup} --repeats {args.timing_repeats} '
+                 '--cfg-options ' + shlex.join(key['options'])),
+        machine=dict(machine_info(args.threads), cuda=first['cuda'],
+                     torch_threads=first['threads']),
+        seconds=round(time.time() - start_t, 1),
+        methods={m: {k: statistics.median(r[k] for r in rs)
+                     for k in ('s_per_iter', 'peak_mib')}
+                 for m, rs in per_method.items()},
+        runs=per_method)
+    with open(cache_path, 'w') as f:
+        json.dump(result, f, indent=2)
+    log(f'timing done in {result["seconds"]:.0f} s')
+    return result
+
+
+# ---------------------------------------------------------------- outputs
+def final_miou(run: Run) -> Optional[float]:
+    _, val = report.load_scalars(run.work_dir)
+    if not val or not run.finished():
+        return None
+    return val[max(val)].get('mIoU')
+
+
+def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
+               timing: Optional[dict], seeds: List[int]) -> List[dict]:
+    rows = []
+    for method in methods:
+        level = METHODS[method].level
+        mine = [r for r in runs if r.method == method]
+        per_seed = {r.seed: final_miou(r) for r in mine}
+        per_seed = {s: v for s, v in per_seed.items() if v is not None}
+        row: Dict[str, Any] = dict(
+            method=method, reward_level=level,
+            config=mine[0].config if mine else None,
+            iters=mine[0].max_iters if mine else None,
+            seeds=f'{len(per_seed)}/{len(seeds)}', per_seed=per_seed)
+        if per_seed:
+            row['miou'], row['miou_min'], row['miou_max'] = \
+                report.median_spread(list(per_seed.values()))
+        notes = [skipped[method]] if method in skipped else []
+        notes += sorted({f'{r.name}: {r.note}' for r in mine if r.note})
+        row['note'] = '; '.join(notes)
+        timed = (timing or {}).get('methods', {}).get(method)
+        if timed:
+            row['s_per_iter'] = timed['s_per_iter']
+            row['peak_mib'] = timed['peak_mib']
+        rows.append(row)
+    ref = next((r for r in rows if r['method'] == REFERENCE), {})
+    for row in rows:
+        for key in ('miou', 's_per_iter', 'peak_mib'):
+            row[f'{key}_x_ce'] = report.ratio(row.get(key), ref.get(key))
+    return rows
+
+
+def write_outputs(args: argparse.Namespace, bench: str, bench_dir: str,
+                  methods: List[str], runs: List[Run], skipped: Dict[str, str],
+                  timing: Optional[dict]) -> Dict[str, str]:
+    """The table, the plots, the picture grid and report.md."""
+    command = reproduce_command(args, bench, methods)
+    figure_cmd = command + ' --skip-train'
+    rows = table_rows(methods, runs, skipped, timing, args.seeds)
+    dataset = ('synthetic shapes (quick: {num_train} train / {num_val} val, '
+               '{size}x{size})'.format(**QUICK_DATA) if args.quick else
+               'CamVid (SegNet split), val (101 images, scored at 360x480)')
+    iters = sorted({r.max_iters for r in runs})
+    header = [
+        f'# Benchmark `{bench}`: {dataset}',
+        '',
+        f'Fast-SCNN from scratch, same data, schedule and seed for every '
+        f'method; iterations: {", ".join(map(str, iters)) or "-"}'
+        + (' (--iters override)' if args.iters_given else '')
+        + f'; seeds: {", ".join(map(str, args.seeds))}; val mIoU = median '
+        'over finished seeds (min and max beside it).',
+    ]
+    if timing:
+        m = timing['machine']
+        k = timing['key']
+        device = {True: 'CUDA', False: 'CPU only', None: 'device unknown'}
+        header.append(
+            f'Timing on {m["cpu"]} ({m["cores"]} cores), {m["threads"]} '
+            f'torch thread(s), {device[m.get("cuda")]}: median s/iter over '
+            f'{k["iters"]} iterations after {k["warmup"]} warm-up, median of '
+            f'{k["repeats"]} alternating repeat(s); peak memory = '
+            + ('CUDA max allocated' if m.get('cuda') else
+               'growth of peak RSS once model and loader are built') + '.')
+    else:
+        m = machine_info(args.threads)
+        header.append(f'Machine: {m["cpu"]} ({m["cores"]} cores), '
+                      f'{args.threads} thread(s); no timing measured.')
+    header.append(f'Command: `{command}`')
+    meta = dict(bench=bench, command=command, dataset=dataset,
+                seeds=args.seeds, iters=iters, timing=timing,
+                machine=machine_info(args.threads))
+    paths = report.write_table(rows, header, meta, bench_dir)
+    print(report.format_markdown(rows, header), flush=True)
+
+    # curves
+    curves: Dict[str, Dict[str, list]] = dict(miou={}, reward={}, psr={})
+    for method in methods:
+        for name in curves:
+            curves[name][method] = []
+        for run in (r for r in runs if r.method == method):
+            train, val = report.load_scalars(run.work_dir)
+            curves['miou'][method].append(report.series(val, 'mIoU'))
+            curves['reward'][method].append(
+                report.series(train, report.reward_key(train)))
+            curves['psr'][method].append(
+                report.series(train, report.psr_key(train)))
+    note = f'reproduce: {figure_cmd}'
+    seeds = f'median over seeds {",".join(map(str, args.seeds))}'
+    paths['miou_png'] = report.plot_curves(
+        curves['miou'], osp.join(bench_dir, 'miou_vs_iter.png'),
+        f'{bench}: val mIoU ({seeds})', 'val mIoU', note)
+    paths['reward_png'] = report.plot_curves(
+        curves['reward'], osp.join(bench_dir, 'reward_vs_iter.png'),
+        f'{bench}: mean training reward ({seeds})', 'mean reward', note)
+    psr = {m: c for m, c in curves['psr'].items() if any(c)}
+    paths['psr_png'] = report.plot_curves(
+        psr or {'(none)': []}, osp.join(bench_dir, 'psr_scale_vs_iter.png'),
+        f'{bench}: PSR scale schedule', 'psr_scale', note, steps=True)
+    for key in ('miou_png', 'reward_png', 'psr_png'):
+        log(f'wrote {rel(paths[key])} (reproduce: {figure_cmd})')
+
+    grid = picture_grid(args, bench_dir, methods, runs, note)
+    if grid:
+        paths['pictures_png'] = grid
+    write_report_md(bench_dir, header, paths, runs, figure_cmd, rows)
+    return paths
+
+
+def picture_grid(args: argparse.Namespace, bench_dir: str,
+                 methods: List[str], runs: List[Run],
+                 note: str) -> Optional[str]:
+    """Predictions of each method (its lowest finished seed) on a few val
+    images; skipped when the checkpoints have not changed since."""
+    chosen = []
+    for method in methods:
+        done = sorted((r for r in runs
+                       if r.method == method and r.finished()),
+                      key=lambda r: r.seed)
+        if done:
+            chosen.append(done[0])
+    out_png = osp.join(bench_dir, 'pictures.png')
+    if not chosen:
+        log('no picture grid: no finished run')
+        return None
+    meta_path = osp.join(bench_dir, 'pictures.json')
+    key = dict(num_images=args.num_images, runs=[
+        [r.method, rel(r.final_checkpoint),
+         os.stat(r.final_checkpoint).st_mtime] for r in chosen])
+    if osp.isfile(out_png) and osp.isfile(meta_path):
+        with open(meta_path) as f:
+            if json.load(f) == key:
+                log(f'skip pictures: {rel(out_png)} is up to date')
+                return out_png
+    log(f'predicting {args.num_images} val images with '
+        + ', '.join(f'{r.name}' for r in chosen))
+    try:
+        bench_child.call(bench_child.pictures, (
+            [(r.method, r.config, r.options, r.final_checkpoint)
+             for r in chosen], args.num_images, out_png, note),
+            osp.join(bench_dir, 'pictures.log'))
+    except RuntimeError as e:
+        log(f'no picture grid: {e}')
+        return None
+    with open(meta_path, 'w') as f:
+        json.dump(key, f)
+    log(f'wrote {rel(out_png)} (reproduce: {note[len("reproduce: "):]})')
+    return out_png
+
+
+def write_report_md(bench_dir: str, header: List[str], paths: Dict[str, str],
+                    runs: List[Run], figure_cmd: str,
+                    rows: List[dict]) -> None:
+    lines = [report.format_markdown(rows, header), '']
+    lines.append(f'Tables: `table.md`, `table.csv`, `table.json`. Every '
+                 f'figure below is rebuilt from the runs by `{figure_cmd}`.')
+    for key, title in (('miou_png', 'Val mIoU vs iteration'),
+                       ('reward_png', 'Mean training reward vs iteration'),
+                       ('psr_png', 'PSR scale schedule'),
+                       ('pictures_png', 'Predictions on val images')):
+        if key in paths:
+            lines += ['', f'## {title}', '',
+                      f'![{title}]({osp.basename(paths[key])})', '',
+                      f'Reproduce: `{figure_cmd}`']
+    lines += ['', '## Runs', '']
+    for run in runs:
+        stamp_path = osp.join(run.work_dir, STAMP)
+        cmd = ''
+        if osp.isfile(stamp_path):
+            with open(stamp_path) as f:
+                cmd = json.load(f).get('command', '')
+        lines.append(f'- {run.name}: `{rel(run.work_dir)}` ({run.state}'
+                     + (f', {run.note}' if run.note else '') + ')'
+                     + (f'  \n  `{cmd}`' if cmd else ''))
+    with open(osp.join(bench_dir, 'report.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def reproduce_command(args: argparse.Namespace, bench: str,
+                      methods: List[str]) -> str:
+    cmd = ['python', 'tools/benchmark.py']
+    if args.quick:
+        cmd.append('--quick')
+    cmd += ['--results', rel(args.results), '--bench', bench, '--methods',
+            *methods, '--seeds', *map(str, args.seeds), '--threads',
+            str(args.threads)]
+    if args.iters_given:
+        cmd += ['--iters', str(args.iters)]
+    if args.num_images != parse_args([]).num_images:
+        cmd += ['--num-images', str(args.num_images)]
+    return shlex.join(cmd)
+
+
+# ------------------------------------------------------------------- main
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='methods: ' + ', '.join(METHODS))
+    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
+                        help='methods to run (default: all with a config '
+                        'for the chosen benchmark)')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--jobs', type=int,
+                        help='trainings in parallel (default 1; 2 with '
+                        '--quick, whose runs are mostly process start-up)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='OMP threads per training and for timing')
+    parser.add_argument('--iters', type=int,
+                        help='override max_iters (val/checkpoint intervals '
+                        'and LR decay scale with it); default: the '
+                        f'config\'s, {QUICK_ITERS} with --quick')
+    parser.add_argument('--results', default='results',
+                        help='results root (default results/)')
+    parser.add_argument('--bench', help='benchmark folder name (default '
+                        'bench_camvid / bench_quick, plus _<N>it with '
+                        '--iters)')
+    parser.add_argument('--quick', action='store_true',
+                        help='smoke run on a tiny synthetic set')
+    parser.add_argument('--skip-train', action='store_true',
+                        help='only rebuild table, plots and pictures')
+    parser.add_argument('--no-timing', action='store_true',
+                        help='do not measure s/iter and memory (a cached '
+                        'measurement is still reported)')
+    parser.add_argument('--timing-iters', type=int)
+    parser.add_argument('--timing-warmup', type=int)
+    parser.add_argument('--timing-repeats', type=int)
+    parser.add_argument('--num-images', type=int, default=4,
+                        help='val images in the picture grid')
+    parser.add_argument('--camvid-src', default=CAMVID_SRC,
+                        help='SegNet CamVid folder, converted into '
+                        '--camvid-data when that is missing')
+    parser.add_argument('--camvid-data', default=CAMVID_DATA)
+    args = parser.parse_args(argv)
+    for name in ('jobs', 'threads', 'iters', 'timing_iters', 'timing_warmup',
+                 'timing_repeats', 'num_images'):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == 'timing_warmup'
+                                          else 1):
+            parser.error(f'--{name.replace("_", "-")} must be positive, got '
+                         f'{value}')
+    quick = args.quick
+    args.jobs = args.jobs or (2 if quick else 1)
+    args.timing_iters = args.timing_iters or (5 if quick else 30)
+    if args.timing_warmup is None:
+        args.timing_warmup = 3 if quick else 10
+    args.timing_repeats = args.timing_repeats or (1 if quick else 3)
+    return args
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    args.results = osp.abspath(args.results)
+    # `kill` / `timeout` stop the trainings too, as Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
+    os.chdir(REPO_ROOT)  # configs, tools/train.py and data/ are relative
+    # every child (trainings, timing, pictures) is forked from one server
+    # started after this: its torch reads the thread count at import
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(
+        args.threads)
+    bench = args.bench or (
+        ('bench_quick' if args.quick else 'bench_camvid')
+        + (f'_{args.iters}it' if args.iters else ''))
+    args.iters_given = args.iters is not None
+    if args.quick and not args.iters:
+        args.iters = QUICK_ITERS
+    methods = args.methods or [
+        m for m in METHODS if method_config(m, args.quick) is not None]
+    if REFERENCE not in methods:
+        methods.insert(0, REFERENCE)
+        log(f'added {REFERENCE}: it is the reference of every ratio')
+    bench_dir = osp.join(args.results, bench)
+    os.makedirs(bench_dir, exist_ok=True)
+    t0 = time.time()
+    log(f'{bench}: methods {", ".join(methods)}; seeds '
+        f'{", ".join(map(str, args.seeds))}; results in {rel(bench_dir)}')
+
+    data_root = prepare_data(args, bench_dir)
+    if args.quick:
+        data_root = rel(data_root)
+    runs, skipped = plan_runs(args, bench_dir, data_root, methods)
+    for method, why in skipped.items():
+        log(f'skip {method}: {why}')
+    if args.skip_train:
+        for run in runs:
+            run.state = 'finished' if run.finished() else 'not run'
+    else:
+        train_all(runs, args.jobs, args.threads)
+    timing = measure_timing(args, runs, bench_dir, data_root)
+    write_outputs(args, bench, bench_dir, methods, runs, skipped, timing)
+    failed = [r for r in runs if r.state == 'failed']
+    log(f'finished in {time.time() - t0:.0f} s; outputs in {rel(bench_dir)}'
+        f' (report.md, table.md/csv/json, *.png)')
+    log(f'reproduce: {reproduce_command(args, bench, methods)}')
+    if failed:
+        log('failed runs: ' + ', '.join(r.name for r in failed))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
