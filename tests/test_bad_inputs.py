@@ -117,3 +117,18 @@ def test_unknown_component_via_train_tool(tmp_path):
     assert result.returncode != 0
     assert 'model.backbone.type' in result.stderr
     assert 'FastSCNN' in result.stderr
+
+
+def test_unknown_reward_and_loss_types_are_named():
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/rss',
+                 'rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py'))
+    cfg.model.decode_head.reward.type = 'ImageMIoUReword'
+    cfg.model.decode_head.loss.type = 'PSDLos'
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg, 'rss-image.py')
+    msg = str(err.value)
+    assert "model.decode_head.reward.type = 'ImageMIoUReword'" in msg
+    assert 'Did you mean ImageMIoUReward' in msg
+    assert "model.decode_head.loss.type = 'PSDLos'" in msg
+    assert 'PSDLoss' in msg
