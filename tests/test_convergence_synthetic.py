@@ -10,7 +10,14 @@ methods on this set: after 300 iterations both predict background only (CE
 13.3, also with a small U-Net), after 500 CE has 20.8 and RSS 17.6, still
 catching up (measured while writing this test). At 1000 iterations:
 CE 28.05, RSS 27.05 (0.964x), 5.7 minutes for both on the 2-core machine.
+
+One seed is not enough: the same seed 0 with a different random stream (the
+RandomStateHook isolates validation from the training RNG; dropout draws
+change) gave CE 30.92 and RSS 27.39 (0.886x). CE alone moved by ~3 points.
+So the test runs seeds 0, 1 and 2, CE and RSS side by side for each, and
+asserts on the median of the per-seed ratios.
 """
+import statistics
 import os.path as osp
 
 import pytest
@@ -35,8 +42,13 @@ def convergence_root(tmp_path_factory) -> str:
         num_train=2000, num_val=100, size=SIZE, seed=0)
 
 
-def _val_miou(cfg_path: str, data_root: str, work_dir: str) -> float:
+SEEDS = (0, 1, 2)
+
+
+def _val_miou(cfg_path: str, data_root: str, work_dir: str,
+              seed: int) -> float:
     cfg = Config.fromfile(cfg_path)
+    cfg.randomness = dict(seed=seed)
     cfg.merge_from_dict(
         tiny_run_overrides(data_root, work_dir, ITERS, batch_size=8))
     cfg.model.data_preprocessor.size = (SIZE, SIZE)
@@ -48,9 +60,16 @@ def _val_miou(cfg_path: str, data_root: str, work_dir: str) -> float:
 
 
 def test_pixel_rss_reaches_fraction_of_ce(convergence_root, tmp_path):
-    ce = _val_miou(SYNTHETIC_CONFIG, convergence_root, str(tmp_path / 'ce'))
-    rss = _val_miou(RSS_CONFIG, convergence_root, str(tmp_path / 'rss'))
-    print(f'synthetic {ITERS} iters: CE mIoU {ce:.2f}, pixel-RSS {rss:.2f} '
-          f'({rss / ce:.3f}x)')
-    assert ce > CE_FLOOR, f'CE learned too little ({ce:.2f}) to compare'
-    assert rss >= RSS_FRACTION * ce, (ce, rss)
+    ratios, ces = [], []
+    for seed in SEEDS:
+        ce = _val_miou(SYNTHETIC_CONFIG, convergence_root,
+                       str(tmp_path / f'ce{seed}'), seed)
+        rss = _val_miou(RSS_CONFIG, convergence_root,
+                        str(tmp_path / f'rss{seed}'), seed)
+        print(f'synthetic {ITERS} iters, seed {seed}: CE mIoU {ce:.2f}, '
+              f'pixel-RSS {rss:.2f} ({rss / ce:.3f}x)')
+        ces.append(ce)
+        ratios.append(rss / ce)
+    assert statistics.median(ces) > CE_FLOOR, \
+        f'CE learned too little ({ces}) to compare'
+    assert statistics.median(ratios) >= RSS_FRACTION, (ces, ratios)
