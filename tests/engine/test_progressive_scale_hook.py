@@ -1,4 +1,4 @@
-"""ProgressiveScaleHook: the PSR schedule, its checks, and resume."""
+"""ProgressiveScaleHook: the PSR schedule, its checks, and exact resume."""
 import json
 import os.path as osp
 import shutil
@@ -99,6 +99,10 @@ def test_resume_continues_with_the_scale_of_its_iteration(
     assert sorted(after) == [3, 4]
     for step in (3, 4):
         assert after[step]['psr_scale'] == uninterrupted[step]['psr_scale']
+        # and the same losses: optimizer, LR and RNG state were restored
+        assert after[step]['lr'] == uninterrupted[step]['lr']
+        assert after[step]['loss'] == pytest.approx(
+            uninterrupted[step]['loss'], rel=1e-5, abs=1e-7)
 
 
 def test_scale_finer_than_the_crop_is_refused_before_training(
