@@ -200,6 +200,7 @@ class RSSHead(BaseModule):
         # them (``needs_inputs``); never part of the state dict.
         self.reward_inputs: Union[Tensor, None] = None
         self._bad_reward_batches = 0
+        self._last_bad_reward = 0.0  # 1.0 when this step's batch was skipped
 
     @property
     def scales(self) -> List[ScaleType]:
@@ -426,7 +427,7 @@ class RSSHead(BaseModule):
             stats['reward'] = (rewards.float() * valid).sum() / num.clamp(
                 min=1)
         stats['bad_reward'] = seg_logits.new_tensor(
-            getattr(self, '_last_bad_reward', 0.0))
+            self._last_bad_reward)
         st = _STATS_STRIDE
         probs = torch.softmax(seg_logits.detach()[..., ::st, ::st].float(), 1)
         entropy = -(probs * probs.clamp(min=1e-30).log()).sum(1)
