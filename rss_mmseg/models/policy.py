@@ -373,9 +373,28 @@ def upsample_actions(actions: Tensor, size: Tuple[int, int]) -> Tensor:
         Tensor: Action maps (K, B, H, W), same dtype.
     """
     rows, cols = actions.shape[-2:]
-    H, W = size
-    if (rows, cols) == (H, W):
+    if (rows, cols) == tuple(size):
         return actions
-    ys = torch.arange(H, device=actions.device) * rows // H
-    xs = torch.arange(W, device=actions.device) * cols // W
+    ys, xs = _cell_coords((rows, cols), size, actions.device)
     return actions[..., ys[:, None], xs[None, :]]
+
+
+def _cell_coords(grid: Tuple[int, int], size: Tuple[int, int],
+                 device: torch.device) -> Tuple[Tensor, Tensor]:
+    """Cell row of every pixel row and cell column of every pixel column."""
+    (rows, cols), (H, W) = grid, size
+    ys = torch.arange(H, device=device) * rows // H
+    xs = torch.arange(W, device=device) * cols // W
+    return ys, xs
+
+
+def pixel_cells(grid: Tuple[int, int], size: Tuple[int, int],
+                device: Union[torch.device, str, None] = None) -> Tensor:
+    """Flat cell index ``row * cols + col`` of every pixel, (H, W) int64.
+
+    The same cell-to-pixel map as :func:`upsample_actions`, so counting the
+    reference per cell and then per cell action equals counting the
+    upsampled action map pixel by pixel.
+    """
+    ys, xs = _cell_coords(tuple(grid), tuple(size), device)
+    return ys[:, None] * grid[1] + xs[None, :]

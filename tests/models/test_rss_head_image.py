@@ -254,3 +254,32 @@ def test_grid_finer_than_the_logits_fails_with_the_sizes():
     feats, samples = batch(size=(16, 16))
     with pytest.raises(ValueError, match=r'\(32, 32\).*\(16, 16\)'):
         head.loss(feats, samples, None)
+
+
+def test_grid_rewards_skip_upsampling_but_equal_the_full_path():
+    """Built-in rewards score PSR grids from per-cell counts: same rewards
+    and same loss as scoring the upsampled maps, (K, B, H, W) never built."""
+    from rss_mmseg.models.rewards import ImageMIoUReward
+
+    class FullResolutionMIoU:  # the same reward without score_cells
+        level, value_range = 'image', (0.0, 1.0)
+
+        def __init__(self):
+            self.inner = ImageMIoUReward()
+
+        def __call__(self, actions, data_samples):
+            return self.inner(actions, data_samples)
+
+    feats, samples = batch()
+    results = []
+    for full in (False, True):
+        torch.manual_seed(0)
+        head = build_head(
+            num_samples=6, scales=4,
+            loss=dict(type='PSRRewardLoss', baseline='group'))
+        if full:
+            head.reward = FullResolutionMIoU()
+        results.append(head.loss(feats, samples, None))
+    cells, full = results
+    for key in ('loss_psr', 'reward'):
+        assert torch.allclose(cells[key], full[key]), key

@@ -49,6 +49,32 @@ def step_time(model, inputs, samples) -> float:
     return time.perf_counter() - start
 
 
+class TimedReward:
+    """The reward, its calls timed (``__call__`` and, on PSR grids,
+    ``score_cells``); everything else is the reward's."""
+
+    def __init__(self, reward, times: List[float]) -> None:
+        self._reward, self._times = reward, times
+        if hasattr(reward, 'score_cells'):
+            self.score_cells = self._timed(reward.score_cells)
+
+    def _timed(self, fn):
+
+        def call(*a, **kw):
+            start = time.perf_counter()
+            out = fn(*a, **kw)
+            self._times.append(time.perf_counter() - start)
+            return out
+
+        return call
+
+    def __call__(self, *a, **kw):
+        return self._timed(self._reward)(*a, **kw)
+
+    def __getattr__(self, name: str):
+        return getattr(self._reward, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', default=DEFAULT)
@@ -76,13 +102,7 @@ def main() -> None:
         reward = model.decode_head.reward
         times = reward_time.setdefault(name, [])
 
-        def timed(*a, _reward=reward, _times=times, **kw):
-            start = time.perf_counter()
-            out = _reward(*a, **kw)
-            _times.append(time.perf_counter() - start)
-            return out
-
-        model.decode_head.reward = timed
+        model.decode_head.reward = TimedReward(reward, times)
         models[name] = model
     for m in models.values():  # warm-up
         step_time(m, inputs, samples)

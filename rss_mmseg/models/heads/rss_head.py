@@ -317,8 +317,15 @@ class RSSHead(BaseModule):
                     cell_actions = sample_local_variants(
                         policy.sampling_probs, self.num_samples,
                         self.local_block)
-                actions = upsample_actions(cell_actions, size)
-                rewards, valid = self._score(actions, batch_data_samples)
+                if grid is not None and hasattr(self.reward, 'score_cells'):
+                    # exact rewards of the upsampled maps from per-cell
+                    # reference counts; only sample 0 is upsampled (stats)
+                    rewards, valid = self._score(
+                        cell_actions, batch_data_samples, cells=True)
+                    actions = upsample_actions(cell_actions[:1], size)
+                else:
+                    actions = upsample_actions(cell_actions, size)
+                    rewards, valid = self._score(actions, batch_data_samples)
                 step = self._learn(policy, cell_actions, rewards, valid)
             for name, value in step.items():
                 value = value / num_scales
@@ -345,9 +352,16 @@ class RSSHead(BaseModule):
                     losses[name] = value
         return losses
 
-    def _score(self, actions: Tensor,
-               batch_data_samples: SampleList) -> Tuple[Tensor, Tensor]:
+    def _score(self,
+               actions: Tensor,
+               batch_data_samples: SampleList,
+               cells: bool = False) -> Tuple[Tensor, Tensor]:
         """Call the reward and check what it returns.
+
+        With ``cells=True`` the actions are PSR cell grids (K, B, rows,
+        cols), scored by the reward's ``score_cells`` as their upsampled
+        maps (built-in confusion rewards, see
+        :func:`~rss_mmseg.models.rewards.per_image_cell_confusion`).
 
         A reward that raises, or returns the wrong shape or dtype,
         non-finite values or values outside its declared ``value_range``
@@ -364,7 +378,9 @@ class RSSHead(BaseModule):
                 "model.type='RSSEncoderDecoder' (or pass_inputs=False in the "
                 'reward config)')
         try:
-            if getattr(self.reward, 'needs_inputs', False):
+            if cells:
+                out = self.reward.score_cells(actions, batch_data_samples)
+            elif getattr(self.reward, 'needs_inputs', False):
                 out = self.reward(actions, batch_data_samples,
                                   inputs=self.reward_inputs)
             else:
@@ -414,7 +430,8 @@ class RSSHead(BaseModule):
                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Logged values (no ``loss`` in their names: never summed).
 
-        ``actions`` are full-resolution action maps (K, B, H, W); the
+        ``actions`` are full-resolution action maps (K, B, H, W) (in
+        image mode possibly only the first of the K samples); the
         entropy and the arg-max accuracy are estimated on a regular subgrid
         of pixels of the full-resolution policy.
         """
@@ -423,7 +440,7 @@ class RSSHead(BaseModule):
             num = valid.sum() * actions.shape[0]
             stats['reward'] = rewards.float().sum() / num.clamp(min=1)
         else:  # one reward per sample and image, valid (B,)
-            num = valid.sum() * actions.shape[0]
+            num = valid.sum() * rewards.shape[0]
             stats['reward'] = (rewards.float() * valid).sum() / num.clamp(
                 min=1)
         stats['bad_reward'] = seg_logits.new_tensor(

@@ -13,11 +13,12 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ..policy import pixel_cells
 from .pixel import stack_gt_sem_seg
 
 __all__ = [
-    'per_image_confusion', 'ImageMIoUReward', 'ImageAccuracyReward',
-    'ImageDiceReward'
+    'per_image_confusion', 'per_image_cell_confusion', 'ImageMIoUReward',
+    'ImageAccuracyReward', 'ImageDiceReward'
 ]
 
 
@@ -154,6 +155,82 @@ def per_image_confusion(actions: Tensor,
     return _to_confusion(counts, num_classes)
 
 
+def per_image_cell_confusion(cell_actions: Tensor,
+                             reference: Tensor,
+                             num_classes: Optional[int] = None,
+                             ignore_index: int = 255) -> Tensor:
+    """Confusion matrices of cell action grids, without upsampling them.
+
+    Exactly :func:`per_image_confusion` of
+    ``upsample_actions(cell_actions, reference.shape[-2:])``, computed in
+    two small steps: one :func:`torch.bincount` over the B reference maps
+    counts the reference classes of every cell (B, cells, C + 1), once per
+    step whatever K; then the one-hot (class chosen, cell) matrices of the
+    K samples of an image multiply its cell histograms (one batched matmul,
+    K x C x cells by cells x (C + 1) per image). No (K, B, H, W) tensor is ever built, so scoring
+    K = 32 grids costs about what scoring one full-resolution map does.
+
+    Args:
+        cell_actions (Tensor): Cell classes (K, B, rows, cols), integer.
+        reference (Tensor): Reference maps (B, H, W), integer; H >= rows and
+            W >= cols.
+        num_classes (int, optional): Number of classes C; None takes
+            ``max(actions, valid reference) + 1``. Defaults to None.
+        ignore_index (int): Reference value of pixels that are not counted.
+            Defaults to 255.
+
+    Returns:
+        Tensor: Counts (K, B, C, C), int64; rows are reference classes,
+        columns predicted classes.
+    """
+    _check_actions(cell_actions)
+    K, B, rows, cols = cell_actions.shape
+    if reference.dim() != 3 or reference.shape[0] != B \
+            or reference.shape[1] < rows or reference.shape[2] < cols:
+        raise ValueError(f'cell actions {tuple(cell_actions.shape)} do not '
+                         'match the reference maps '
+                         f'{tuple(reference.shape)} (B, H >= rows, '
+                         'W >= cols)')
+    device = cell_actions.device
+    reference = reference.to(device=device, dtype=torch.long)
+    valid = reference != ignore_index
+    span = _reference_range(reference, valid)
+    low, high = (int(v) for v in torch.aminmax(cell_actions))
+    if low < 0:
+        raise ValueError(f'action value {low} is negative; actions must '
+                         'be class indices')
+    if span is not None and span[0] < 0:
+        raise _bad_reference(span[0], num_classes)
+    if num_classes is None:
+        num_classes = max(high + 1, 1 if span is None else span[1] + 1)
+    elif span is not None and span[1] >= num_classes:
+        raise _bad_reference(span[1], num_classes)
+    elif high >= num_classes:
+        raise ValueError(f'action value {high} is not a class index for '
+                         f'num_classes={num_classes}')
+    slots, cells = num_classes + 1, rows * cols
+    # reference histogram of every cell, ignored pixels in the last slot
+    index = reference.masked_fill(~valid, num_classes)
+    index += (pixel_cells((rows, cols), reference.shape[-2:], device) +
+              torch.arange(B, device=device).view(B, 1, 1) * cells) * slots
+    hist = torch.bincount(
+        index.view(-1), minlength=B * cells * slots).view(B, cells, slots)
+    # (chosen class, cell) one-hot of every sample times the histograms:
+    # one batched matmul per image, exact in floating point (integer counts
+    # below 2**24, or 2**53 in float64)
+    dtype = torch.float32 if reference[0].numel() < 2**24 else torch.float64
+    chosen = torch.zeros(
+        B, K, num_classes, cells, dtype=dtype, device=device)
+    chosen.scatter_(2,
+                    cell_actions.reshape(K, B, 1, cells).transpose(0, 1).long(),
+                    1.0)
+    confusion = torch.bmm(
+        chosen.view(B, K * num_classes, cells), hist.to(dtype))
+    confusion = confusion.view(B, K, num_classes, slots)[..., :num_classes]
+    # (B, K, pred, ref) -> (K, B, ref, pred)
+    return confusion.permute(1, 0, 3, 2).round().long().contiguous()
+
+
 class _ConfusionReward:
     """Base of the image rewards computed from per-image confusion matrices.
 
@@ -215,6 +292,29 @@ class _ConfusionReward:
                                             self.ignore_index)
         else:
             confusion = self._inferred_confusion(actions, reference)
+        valid = confusion[0].sum((-2, -1)) > 0
+        return self.score(confusion.float()), valid
+
+    def score_cells(self, cell_actions: Tensor,
+                    data_samples: List[SegDataSample]) -> Tuple[Tensor, Tensor]:
+        """Score cell action grids as their nearest-upsampled action maps.
+
+        The same rewards as ``self(upsample_actions(cell_actions, (H, W)),
+        data_samples)`` from :func:`per_image_cell_confusion`, without the
+        (K, B, H, W) maps. :class:`~rss_mmseg.models.heads.RSSHead` calls it
+        on PSR grids when the reward has it.
+
+        Args:
+            cell_actions (Tensor): Cell classes (K, B, rows, cols), integer.
+            data_samples (list[:obj:`SegDataSample`]): The batch.
+
+        Returns:
+            tuple[Tensor, Tensor]: Rewards (K, B) float32, valid (B,) bool.
+        """
+        reference = stack_gt_sem_seg(data_samples).to(cell_actions.device)
+        confusion = per_image_cell_confusion(cell_actions, reference,
+                                             self.num_classes,
+                                             self.ignore_index)
         valid = confusion[0].sum((-2, -1)) > 0
         return self.score(confusion.float()), valid
 

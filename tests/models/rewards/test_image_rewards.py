@@ -228,3 +228,54 @@ def test_non_contiguous_actions():
     torch.testing.assert_close(
         per_image_confusion(permuted, labels, 4),
         per_image_confusion(actions, labels, 4))
+
+
+@pytest.mark.parametrize('grid,size', [((2, 3), (5, 6)), ((1, 1), (4, 4)),
+                                       ((4, 5), (17, 23)), ((3, 3), (3, 3))])
+@pytest.mark.parametrize('num_classes', [4, None])
+def test_cell_confusion_equals_confusion_of_upsampled_maps(
+        grid, size, num_classes):
+    from rss_mmseg.models.policy import upsample_actions
+    from rss_mmseg.models.rewards.image import per_image_cell_confusion
+    gen = torch.Generator().manual_seed(sum(grid) + sum(size))
+    cells = torch.randint(0, 4, (3, 2, *grid), generator=gen)
+    _, labels = random_maps(batch=2, size=size, num_classes=4)
+    full = per_image_confusion(upsample_actions(cells, size), labels, 4)
+    got = per_image_cell_confusion(cells, labels, num_classes)
+    C = got.shape[-1]
+    assert got.dtype == torch.int64
+    assert torch.equal(got, full[..., :C, :C])
+    assert full[..., C:, :].sum() == 0 and full[..., :, C:].sum() == 0
+
+
+@pytest.mark.parametrize('reward_cls', REWARDS)
+def test_score_cells_equals_scoring_the_upsampled_maps(reward_cls):
+    from rss_mmseg.models.policy import upsample_actions
+    gen = torch.Generator().manual_seed(3)
+    cells = torch.randint(0, 4, (5, 2, 3, 4), generator=gen)
+    _, labels = random_maps(batch=2, size=(7, 9), num_classes=4)
+    labels[1] = IGNORE  # an all-ignored image stays invalid
+    samples = make_data_samples(labels)
+    reward = reward_cls()
+    want, want_valid = reward(upsample_actions(cells, (7, 9)), samples)
+    got, got_valid = reward.score_cells(cells, samples)
+    assert torch.allclose(got, want) and torch.equal(got_valid, want_valid)
+    assert got_valid.tolist() == [True, False]
+
+
+def test_cell_confusion_value_errors():
+    from rss_mmseg.models.rewards.image import per_image_cell_confusion
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match='negative'):
+        per_image_cell_confusion(-torch.ones(1, 2, 2, 2, dtype=torch.long),
+                                 labels, 3)
+    with pytest.raises(ValueError, match='not a class index'):
+        per_image_cell_confusion(
+            torch.full((1, 2, 2, 2), 3, dtype=torch.long), labels, 3)
+    with pytest.raises(ValueError, match='do not match'):
+        per_image_cell_confusion(
+            torch.zeros(1, 2, 5, 2, dtype=torch.long), labels, 3)
+    labels[0, 0, 0] = 7
+    with pytest.raises(ValueError, match='reference value 7'):
+        per_image_cell_confusion(
+            torch.zeros(1, 2, 2, 2, dtype=torch.long), labels, 3)
