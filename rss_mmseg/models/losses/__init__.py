@@ -1,5 +1,9 @@
+from .entropy_control import EntropyControl
 from .pixel_reward_loss import PixelRewardLoss, collapse_weights
 from .psd_loss import PSDLoss
 from .psr_reward_loss import PSRRewardLoss
 
-__all__ = ['PixelRewardLoss', 'collapse_weights', 'PSRRewardLoss', 'PSDLoss']
+__all__ = [
+    'PixelRewardLoss', 'collapse_weights', 'PSRRewardLoss', 'PSDLoss',
+    'EntropyControl'
+]

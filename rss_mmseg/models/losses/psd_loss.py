@@ -10,9 +10,9 @@ pair surrogate is
 Only the cells where the two samples differ can explain their reward
 difference. On the cells where they agree the two log-probabilities cancel,
 so restricting the sum to ``D_kl`` is exact: the real choice is normalizing
-by ``|D_kl|`` (``region_norm=True``), which gives every pair the same total
-step however small the region it changed, against the number of cells
-(``region_norm=False``, an ablation). A pair with ``D_kl`` empty contributes
+by ``|D_kl|`` (``region_norm='pair'``), which gives every pair the same
+total step however small the region it changed, against the number of cells
+(``'none'``), or relative to the mean region of the batch (``'mean'``). A pair with ``D_kl`` empty contributes
 0. The loss is the mean of ``S_kl`` over the pairs and the valid images.
 
 Since ``S_kl`` is linear in the log-probabilities of whole samples, each
@@ -27,7 +27,7 @@ uniform mixing in the head only change exploration (and bias the gradient).
 Only the sign and size of ``R_k - R_l`` are used, so a preference oracle
 ("which of the two is better", as +-1) can stand in for the reward.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from mmseg.registry import MODELS
@@ -36,10 +36,12 @@ from torch import Tensor, nn
 from ..advantage import global_sums
 from ..policy import PixelPolicy
 from .psr_reward_loss import check_image_inputs
+from .entropy_control import EntropyControl
 from .utils import image_policy_gradient
 
 PAIRS = ('all', 'adjacent', 'base')
-NORMALIZES = ('none', 'syncan')
+NORMALIZES = ('none', 'syncan', 'group')
+REGION_NORMS = ('pair', 'mean', 'none')
 __all__ = ['PSDLoss', 'pair_indices', 'pair_differences']
 
 
@@ -128,19 +130,33 @@ class PSDLoss(nn.Module):
             (0, K-1), every sample against sample 0 (with local variants
             of a base sample, the credit ``R_k - R_0`` on the re-sampled
             block).
-        region_norm (bool): Normalize each pair by the number of cells where
-            its samples differ, ``|D_kl|`` (True, default), or by the number
-            of cells (False, an ablation).
+        region_norm (str | bool): What each pair's sum over ``D_kl`` is
+            divided by. ``'pair'`` (or True, default): ``|D_kl|``, the
+            number of cells where its samples differ, so every pair takes
+            the same total step however small its region. ``'mean'``:
+            ``|D_kl|`` times ``cells / mean |D|`` (mean over the valid
+            pairs of the distributed batch): pairs are weighted against
+            each other as with ``'pair'``, but the step keeps the size of
+            ``'none'`` however much the samples agree (with ``'pair'`` it
+            grows as ``cells / |D|`` when the policy sharpens). ``'none'``
+            (or False): the number of cells (with K = 2 exactly PSR with the
+            leave-one-out baseline).
         normalize (str): ``'syncan'`` (default): divide the pair advantages
             ``R_k - R_l`` by their root mean square over the valid pairs
             (valid image, ``D_kl`` not empty) of the whole distributed
             batch (all-reduced), plus ``eps``. This is their std over both
             orders ``(k, l)`` and ``(l, k)``, whose mean is 0: no mean is
             subtracted, since the order of a pair is arbitrary.
-            ``'none'``: no normalization.
+            ``'group'``: divide by the std of the image's own K rewards
+            plus ``eps`` (each image's comparisons get unit scale, as in
+            group-normalized PSR). ``'none'``: no normalization.
         entropy_weight (float): Weight of an entropy bonus, the mean entropy
             of the cell policy over the cells of the valid images, added to
             the gradient in closed form. Defaults to 0.0.
+        entropy_target (float, optional): Adapt the bonus weight to hold
+            this fraction of ``log C`` as cell entropy, as in
+            :class:`PSRRewardLoss`. Defaults to None (fixed weight).
+        entropy_rate (float): Its adaptation rate. Defaults to 0.05.
         eps (float): Added to the std. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psd'.
@@ -152,9 +168,11 @@ class PSDLoss(nn.Module):
     def __init__(self,
                  loss_weight: float = 1.0,
                  pairs: str = 'all',
-                 region_norm: bool = True,
+                 region_norm: Union[str, bool] = 'pair',
                  normalize: str = 'syncan',
                  entropy_weight: float = 0.0,
+                 entropy_target: Optional[float] = None,
+                 entropy_rate: float = 0.05,
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psd') -> None:
         super().__init__()
@@ -163,9 +181,11 @@ class PSDLoss(nn.Module):
         if normalize not in NORMALIZES:
             raise ValueError(f'normalize must be one of {NORMALIZES}, got '
                              f'{normalize!r}')
-        if entropy_weight < 0:
-            raise ValueError('entropy_weight must be >= 0, got '
-                             f'{entropy_weight}')
+        if isinstance(region_norm, bool):
+            region_norm = 'pair' if region_norm else 'none'
+        if region_norm not in REGION_NORMS:
+            raise ValueError(f'region_norm must be one of {REGION_NORMS} '
+                             f'(or True/False), got {region_norm!r}')
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}')
         if not loss_name.startswith('loss_'):
@@ -173,9 +193,10 @@ class PSDLoss(nn.Module):
                              f'back-propagated, got {loss_name!r}')
         self.loss_weight = loss_weight
         self.pairs = pairs
-        self.region_norm = bool(region_norm)
+        self.region_norm = region_norm
         self.normalize = normalize
-        self.entropy_weight = entropy_weight
+        self.entropy = EntropyControl(entropy_weight, entropy_target,
+                                      entropy_rate)
         self.eps = eps
         self._loss_name = loss_name
 
@@ -219,11 +240,20 @@ class PSDLoss(nn.Module):
                                           pair_valid).unbind()
             rms = (total_sq / count.clamp(min=1.0)).sqrt()
             delta = delta / (rms.float() + self.eps)
+        elif self.normalize == 'group':
+            std = r.std(0, unbiased=False)  # (B,) over the image's K rewards
+            delta = delta / (std + self.eps)
 
-        if self.region_norm:
-            denom = region.clamp(min=1).float()
-        else:
+        if self.region_norm == 'none':
             denom = torch.full_like(delta, float(h * w))
+        else:
+            denom = region.clamp(min=1).float()
+        if self.region_norm == 'mean':
+            # collective: called on every rank, even with no valid pair
+            total, count = global_sums([region.double() * pair_valid],
+                                       pair_valid).unbind()
+            mean_region = (total / count.clamp(min=1.0)).clamp(min=1.0)
+            denom = denom * float(h * w) / mean_region.float()
         coef = delta / (2.0 * denom)
         weights = r.new_zeros((K, B))
         weights.index_add_(0, first, coef)
@@ -257,8 +287,8 @@ class PSDLoss(nn.Module):
                                     policy.num_classes)
         num_valid = valid.sum().clamp(min=1).float()
         ent_scale = None
-        if self.entropy_weight > 0:
-            ent_scale = valid.float() * (self.entropy_weight *
+        if self.entropy.active:
+            ent_scale = valid.float() * (self.entropy.weight.float() *
                                          self.loss_weight /
                                          (h * w)) / num_valid
         num_pairs = dict(
@@ -266,11 +296,13 @@ class PSDLoss(nn.Module):
         scale = self.loss_weight / (num_valid * num_pairs)
         loss = image_policy_gradient(policy, actions, stats['weights'], scale,
                                      ent_scale)
-        return {
+        out = {
             self.loss_name: loss,
             'adv_std': stats['adv_std'],
             'psd_region': stats['psd_region']
         }
+        out.update(self.entropy.step(policy, valid))
+        return out
 
     @property
     def loss_name(self) -> str:
@@ -278,7 +310,7 @@ class PSDLoss(nn.Module):
         return self._loss_name
 
     def extra_repr(self) -> str:
-        return (f'pairs={self.pairs!r}, region_norm={self.region_norm}, '
+        return (f'pairs={self.pairs!r}, region_norm={self.region_norm!r}, '
                 f'normalize={self.normalize!r}, '
-                f'entropy_weight={self.entropy_weight}, '
+                f'entropy={self.entropy.extra_repr()}, '
                 f'loss_weight={self.loss_weight}')

@@ -27,7 +27,7 @@ The K samples collapse into one weight tensor (see
 :func:`~rss_mmseg.models.losses.utils.image_policy_gradient`), so backward
 costs the same for any K.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from mmseg.registry import MODELS
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..advantage import global_moments, global_sums
 from ..policy import PixelPolicy
+from .entropy_control import EntropyControl
 from .utils import image_policy_gradient
 
 BASELINES = ('group', 'loo', 'batch', 'none')
@@ -95,6 +96,14 @@ class PSRRewardLoss(nn.Module):
         entropy_weight (float): Weight of an entropy bonus, the mean entropy
             of the cell policy over the cells of the valid images, added to
             the gradient in closed form. Defaults to 0.0.
+        entropy_target (float, optional): Hold the mean entropy of the
+            cell policy at this fraction of ``log C`` by adapting the bonus
+            weight after every step (starting from ``entropy_weight``), see
+            :class:`~rss_mmseg.models.losses.entropy_control.
+            EntropyControl`; logged as ``entropy_coef`` and
+            ``cell_entropy``. Defaults to None (fixed weight).
+        entropy_rate (float): Step of the log weight per iteration and unit
+            of entropy error, with ``entropy_target``. Defaults to 0.05.
         eps (float): Added to the stds. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psr'.
@@ -108,6 +117,8 @@ class PSRRewardLoss(nn.Module):
                  baseline: str = 'loo',
                  normalize: str = 'syncan',
                  entropy_weight: float = 0.0,
+                 entropy_target: Optional[float] = None,
+                 entropy_rate: float = 0.05,
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psr') -> None:
         super().__init__()
@@ -124,9 +135,6 @@ class PSRRewardLoss(nn.Module):
                              "image's K rewards and needs an in-image "
                              'baseline ("group" or "loo"), got '
                              f'baseline={baseline!r}')
-        if entropy_weight < 0:
-            raise ValueError('entropy_weight must be >= 0, got '
-                             f'{entropy_weight}')
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}')
         if not loss_name.startswith('loss_'):
@@ -135,7 +143,8 @@ class PSRRewardLoss(nn.Module):
         self.loss_weight = loss_weight
         self.baseline = baseline
         self.normalize = normalize
-        self.entropy_weight = entropy_weight
+        self.entropy = EntropyControl(entropy_weight, entropy_target,
+                                      entropy_rate)
         self.eps = eps
         self._loss_name = loss_name
 
@@ -206,12 +215,14 @@ class PSRRewardLoss(nn.Module):
         stats = self.advantages(rewards, valid)
         norm = valid.sum().clamp(min=1).float() * (h * w)
         ent_scale = None
-        if self.entropy_weight > 0:
+        if self.entropy.active:
             ent_scale = valid.float() * (
-                self.entropy_weight * self.loss_weight / norm)
+                self.entropy.weight.float() * self.loss_weight / norm)
         loss = image_policy_gradient(policy, actions, stats['adv'],
                                      self.loss_weight / (K * norm), ent_scale)
-        return {self.loss_name: loss, 'adv_std': stats['adv_std']}
+        out = {self.loss_name: loss, 'adv_std': stats['adv_std']}
+        out.update(self.entropy.step(policy, valid))
+        return out
 
     @property
     def loss_name(self) -> str:
@@ -220,5 +231,5 @@ class PSRRewardLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'baseline={self.baseline!r}, normalize={self.normalize!r}, '
-                f'entropy_weight={self.entropy_weight}, '
+                f'entropy={self.entropy.extra_repr()}, '
                 f'loss_weight={self.loss_weight}')

@@ -32,7 +32,7 @@ def _naive_psd(z,
         pair_list = [(k, k + 1) for k in range(0, K, 2)]
     logp = F.log_softmax(z, 1)
     images = [b for b in range(B) if valid[b]]
-    terms = []  # (delta, region, log-prob difference summed over D)
+    terms = []  # (delta, region, log-prob difference summed over D, image)
     for b in images:
         for k, l in pair_list:
             region = [(i, j) for i in range(h) for j in range(w)
@@ -42,13 +42,21 @@ def _naive_psd(z,
             diff = sum(logp[b, actions[k, b, i, j], i, j] -
                        logp[b, actions[l, b, i, j], i, j] for i, j in region)
             delta = (rewards[k, b] - rewards[l, b]).item()
-            terms.append((delta, len(region), diff))
-    rms = (sum(d * d for d, _, _ in terms) / max(len(terms), 1))**0.5
+            terms.append((delta, len(region), diff, b))
+    rms = (sum(d * d for d, _, _, _ in terms) / max(len(terms), 1))**0.5
+    mean_region = sum(s for _, s, _, _ in terms) / max(len(terms), 1)
     total = 0.0
-    for delta, size, diff in terms:
+    for delta, size, diff, b in terms:
         if normalize == 'syncan':
             delta = delta / (rms + eps)
-        denom = size if region_norm else h * w
+        elif normalize == 'group':
+            delta = delta / (rewards[:, b].std(unbiased=False).item() + eps)
+        if region_norm in (True, 'pair'):
+            denom = size
+        elif region_norm == 'mean':
+            denom = size * h * w / mean_region
+        else:
+            denom = h * w
         total = total - delta / denom * diff / 2
     norm = max(len(images), 1)
     surrogate = total / (len(pair_list) * norm)
@@ -58,8 +66,8 @@ def _naive_psd(z,
 
 
 @pytest.mark.parametrize('pairs', ['all', 'adjacent', 'base'])
-@pytest.mark.parametrize('region_norm', [True, False])
-@pytest.mark.parametrize('normalize', ['none', 'syncan'])
+@pytest.mark.parametrize('region_norm', [True, False, 'mean'])
+@pytest.mark.parametrize('normalize', ['none', 'syncan', 'group'])
 @pytest.mark.parametrize('valid', [[True, True], [True, False]])
 def test_closed_form_gradient_equals_autograd(pairs, region_norm, normalize,
                                               valid):
@@ -70,7 +78,7 @@ def test_closed_form_gradient_equals_autograd(pairs, region_norm, normalize,
     actions[3, 1] = actions[2, 1]
     actions[3, 1, 0, 0] = (actions[2, 1, 0, 0] + 1) % 3
     valid = torch.tensor(valid)
-    entropy_weight = 0.1 if region_norm else 0.0
+    entropy_weight = 0.0 if region_norm is False else 0.1
     loss = PSDLoss(
         pairs=pairs,
         region_norm=region_norm,
@@ -230,7 +238,8 @@ def test_backward_graph_holds_no_sample_tensors():
 
 @pytest.mark.parametrize('kwargs', [
     dict(pairs='random'),
-    dict(normalize='group'),
+    dict(normalize='batch'),
+    dict(region_norm='cells'),
     dict(entropy_weight=-0.1),
     dict(eps=-1.0),
     dict(loss_name='psd'),
