@@ -1,9 +1,11 @@
 # Image-level RSS for mmseg's DeepLabV3+ R50-D8, 4xb4-40k_voc12aug-512x512: the
 # stock config trained from one mIoU reward per sampled segmentation, with PSR
-# (8 -> 16 -> 32 -> 64 grids over quarters of training), PSD (K = 8 samples,
-# all pairs) and SyncAN (advantage statistics all-reduced over the GPUs). The
-# auxiliary FCN head is dropped: trained with cross-entropy it would put pixel
-# labels into the gradient (LabelLeakCheckHook refuses that). The grid schedule
+# (8 -> 16 -> 32 -> 64 grids over quarters of training) and PSD (K = 32
+# samples, all pairs, pair advantages divided by the std of the image's
+# rewards, credit per differing cell relative to the mean differing region,
+# which is all-reduced over the GPUs), the CamVid recipe. The auxiliary FCN
+# head is dropped: trained with cross-entropy it would put pixel labels into
+# the gradient (LabelLeakCheckHook refuses that). The grid schedule
 # extrapolates the CamVid one (cells of ~5-8 pixels at the end) and has not
 # been tuned at this scale.
 _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.py'
@@ -19,9 +21,10 @@ model = dict(
         loss=dict(
             type='PSDLoss',
             pairs='all',
-            normalize='syncan',
+            region_norm='mean',
+            normalize='group',
             entropy_weight=0.01),
-        num_samples=8,
+        num_samples=32,
         scales=8))
 custom_hooks = [
     dict(type='NumClassesCheckHook'),

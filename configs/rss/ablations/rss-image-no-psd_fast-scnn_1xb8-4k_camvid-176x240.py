@@ -1,6 +1,7 @@
-# Ablation of rss-image: PSR without PSD. Same grids and K = 8 samples, but
+# Ablation of rss-image: PSR without PSD. Same grids and K = 32 samples, but
 # every cell of every sample is credited with its group-normalized image
-# advantage (the prototype's 0.81x variant) instead of pair differences.
+# advantage (the prototype's 0.81x variant at K = 8) instead of pair
+# differences weighted by the region where a pair differs.
 _base_ = '../rss-image_fast-scnn_1xb8-4k_camvid-176x240.py'
 model = dict(
     decode_head=dict(

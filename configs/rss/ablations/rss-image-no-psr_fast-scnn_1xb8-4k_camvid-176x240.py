@@ -1,4 +1,4 @@
-# Ablation of rss-image: PSD and SyncAN without PSR (actions at full
+# Ablation of rss-image: PSD without PSR (actions at full
 # resolution from the first iteration).
 _base_ = '../rss-image_fast-scnn_1xb8-4k_camvid-176x240.py'
 model = dict(decode_head=dict(scales=None))
