@@ -25,9 +25,12 @@ CONFIGS = {
     'pixel': ('rss-pixel_fast-scnn_1xb8-1k_synthetic-128x128.py', {
         'model.decode_head.loss.baseline': 'syncan'
     }),
-    # image rewards, PSR grid + PSDLoss(normalize='syncan')
+    # image rewards, PSR grid + PSDLoss with SyncAN over the pairs and the
+    # mean differing region of the global batch
     'image': ('rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py', {
-        'model.decode_head.num_samples': 4
+        'model.decode_head.num_samples': 4,
+        'model.decode_head.loss.normalize': 'syncan',
+        'model.decode_head.loss.region_norm': 'mean',
     }),
 }
 ITERS = 3
