@@ -12,8 +12,9 @@ difference. On the cells where they agree the two log-probabilities cancel,
 so restricting the sum to ``D_kl`` is exact: the real choice is normalizing
 by ``|D_kl|`` (``region_norm='pair'``), which gives every pair the same
 total step however small the region it changed, against the number of cells
-(``'none'``), or relative to the mean region of the batch (``'mean'``). A pair with ``D_kl`` empty contributes
-0. The loss is the mean of ``S_kl`` over the pairs and the valid images.
+(``'none'``), or relative to the mean region of the batch (``'mean'``). A
+pair with ``D_kl`` empty contributes 0. The loss is the mean of ``S_kl``
+over the pairs and the valid images.
 
 Since ``S_kl`` is linear in the log-probabilities of whole samples, each
 sample gets one scalar weight per image,
@@ -35,8 +36,8 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
-from .psr_reward_loss import check_image_inputs
 from .entropy_control import EntropyControl
+from .psr_reward_loss import check_image_inputs
 from .utils import image_policy_gradient
 
 PAIRS = ('all', 'adjacent', 'base')

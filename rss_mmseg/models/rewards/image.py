@@ -167,8 +167,9 @@ def per_image_cell_confusion(cell_actions: Tensor,
     counts the reference classes of every cell (B, cells, C + 1), once per
     step whatever K; then the one-hot (class chosen, cell) matrices of the
     K samples of an image multiply its cell histograms (one batched matmul,
-    K x C x cells by cells x (C + 1) per image). No (K, B, H, W) tensor is ever built, so scoring
-    K = 32 grids costs about what scoring one full-resolution map does.
+    K x C x cells by cells x (C + 1) per image). No (K, B, H, W) tensor is
+    ever built, so scoring K = 32 grids costs about what scoring one
+    full-resolution map does.
 
     Args:
         cell_actions (Tensor): Cell classes (K, B, rows, cols), integer.
@@ -221,9 +222,8 @@ def per_image_cell_confusion(cell_actions: Tensor,
     dtype = torch.float32 if reference[0].numel() < 2**24 else torch.float64
     chosen = torch.zeros(
         B, K, num_classes, cells, dtype=dtype, device=device)
-    chosen.scatter_(2,
-                    cell_actions.reshape(K, B, 1, cells).transpose(0, 1).long(),
-                    1.0)
+    chosen_index = cell_actions.reshape(K, B, 1, cells).transpose(0, 1)
+    chosen.scatter_(2, chosen_index.long(), 1.0)
     confusion = torch.bmm(
         chosen.view(B, K * num_classes, cells), hist.to(dtype))
     confusion = confusion.view(B, K, num_classes, slots)[..., :num_classes]
@@ -295,8 +295,9 @@ class _ConfusionReward:
         valid = confusion[0].sum((-2, -1)) > 0
         return self.score(confusion.float()), valid
 
-    def score_cells(self, cell_actions: Tensor,
-                    data_samples: List[SegDataSample]) -> Tuple[Tensor, Tensor]:
+    def score_cells(
+            self, cell_actions: Tensor,
+            data_samples: List[SegDataSample]) -> Tuple[Tensor, Tensor]:
         """Score cell action grids as their nearest-upsampled action maps.
 
         The same rewards as ``self(upsample_actions(cell_actions, (H, W)),
