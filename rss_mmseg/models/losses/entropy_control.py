@@ -66,6 +66,9 @@ class EntropyControl(nn.Module):
                                  f'got {min_weight}, {max_weight}')
             weight = min(max(weight, min_weight), max_weight)
         self.target = target
+        # whether the bonus is on (a positive or an adapted weight); fixed
+        # at build, so the loss never reads the buffer back from the device
+        self.active = target is not None or weight > 0
         self.rate = rate
         self.min_weight = min_weight
         self.max_weight = max_weight
@@ -74,10 +77,6 @@ class EntropyControl(nn.Module):
             torch.tensor(float(weight), dtype=torch.float64),
             persistent=target is not None)
 
-    @property
-    def active(self) -> bool:
-        """Whether the bonus is on (a positive or an adapted weight)."""
-        return self.target is not None or float(self.weight) > 0
 
     @torch.no_grad()
     def mean_entropy(self, policy: PixelPolicy, valid: Tensor) -> Tensor:
