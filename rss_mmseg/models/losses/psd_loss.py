@@ -158,6 +158,22 @@ class PSDLoss(nn.Module):
             this fraction of ``log C`` as cell entropy, as in
             :class:`PSRRewardLoss`. Defaults to None (fixed weight).
         entropy_rate (float): Its adaptation rate. Defaults to 0.05.
+        uniform_weight (float): Weight of ``KL(uniform || pi)``, the mean
+            over the cells of the valid images. Its gradient
+            ``pi - 1/C`` lifts every class whose probability falls below
+            ``1/C``, and unlike the entropy bonus's
+            ``pi (log pi + H)`` it does not vanish as that probability goes
+            to 0: a class the reward has pushed down early (a small class
+            that is never the majority of a coarse cell) keeps being
+            sampled, so it can still be learned on the finer grids.
+            Defaults to 0.0.
+        uniform_floor (float, optional): With ``uniform_weight``, pull
+            only the classes whose cell probability is below this floor,
+            so the policy keeps sampling every class at about ``floor``
+            without being flattened above it (the full KL's pull grows
+            against the reward signal as the grid gets finer and each
+            cell's share of the reward shrinks). Defaults to None (full
+            KL).
         eps (float): Added to the std. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psd'.
@@ -174,6 +190,8 @@ class PSDLoss(nn.Module):
                  entropy_weight: float = 0.0,
                  entropy_target: Optional[float] = None,
                  entropy_rate: float = 0.05,
+                 uniform_weight: float = 0.0,
+                 uniform_floor: Optional[float] = None,
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psd') -> None:
         super().__init__()
@@ -196,6 +214,14 @@ class PSDLoss(nn.Module):
         self.pairs = pairs
         self.region_norm = region_norm
         self.normalize = normalize
+        if uniform_weight < 0:
+            raise ValueError(f'uniform_weight must be >= 0, got '
+                             f'{uniform_weight}')
+        if uniform_floor is not None and not 0.0 < uniform_floor < 1.0:
+            raise ValueError('uniform_floor is a class probability and must '
+                             f'be in (0, 1), got {uniform_floor}')
+        self.uniform_weight = float(uniform_weight)
+        self.uniform_floor = uniform_floor
         self.entropy = EntropyControl(entropy_weight, entropy_target,
                                       entropy_rate)
         self.eps = eps
@@ -292,11 +318,17 @@ class PSDLoss(nn.Module):
             ent_scale = valid.float() * (self.entropy.weight.float() *
                                          self.loss_weight /
                                          (h * w)) / num_valid
+        uni_scale = None
+        if self.uniform_weight > 0:
+            uni_scale = valid.float() * (self.uniform_weight *
+                                         self.loss_weight /
+                                         (h * w)) / num_valid
         num_pairs = dict(
             all=K * (K - 1) // 2, adjacent=K // 2, base=K - 1)[self.pairs]
         scale = self.loss_weight / (num_valid * num_pairs)
         loss = image_policy_gradient(policy, actions, stats['weights'], scale,
-                                     ent_scale)
+                                     ent_scale, uni_scale,
+                                     self.uniform_floor)
         out = {
             self.loss_name: loss,
             'adv_std': stats['adv_std'],
@@ -314,4 +346,6 @@ class PSDLoss(nn.Module):
         return (f'pairs={self.pairs!r}, region_norm={self.region_norm!r}, '
                 f'normalize={self.normalize!r}, '
                 f'entropy={self.entropy.extra_repr()}, '
+                f'uniform_weight={self.uniform_weight}, '
+                f'uniform_floor={self.uniform_floor}, '
                 f'loss_weight={self.loss_weight}')

@@ -104,6 +104,22 @@ class PSRRewardLoss(nn.Module):
             ``cell_entropy``. Defaults to None (fixed weight).
         entropy_rate (float): Step of the log weight per iteration and unit
             of entropy error, with ``entropy_target``. Defaults to 0.05.
+        uniform_weight (float): Weight of ``KL(uniform || pi)``, the mean
+            over the cells of the valid images. Its gradient
+            ``pi - 1/C`` lifts every class whose probability falls below
+            ``1/C``, and unlike the entropy bonus's
+            ``pi (log pi + H)`` it does not vanish as that probability goes
+            to 0: a class the reward has pushed down early (a small class
+            that is never the majority of a coarse cell) keeps being
+            sampled, so it can still be learned on the finer grids.
+            Defaults to 0.0.
+        uniform_floor (float, optional): With ``uniform_weight``, pull
+            only the classes whose cell probability is below this floor,
+            so the policy keeps sampling every class at about ``floor``
+            without being flattened above it (the full KL's pull grows
+            against the reward signal as the grid gets finer and each
+            cell's share of the reward shrinks). Defaults to None (full
+            KL).
         eps (float): Added to the stds. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psr'.
@@ -119,6 +135,8 @@ class PSRRewardLoss(nn.Module):
                  entropy_weight: float = 0.0,
                  entropy_target: Optional[float] = None,
                  entropy_rate: float = 0.05,
+                 uniform_weight: float = 0.0,
+                 uniform_floor: Optional[float] = None,
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psr') -> None:
         super().__init__()
@@ -143,6 +161,14 @@ class PSRRewardLoss(nn.Module):
         self.loss_weight = loss_weight
         self.baseline = baseline
         self.normalize = normalize
+        if uniform_weight < 0:
+            raise ValueError(f'uniform_weight must be >= 0, got '
+                             f'{uniform_weight}')
+        if uniform_floor is not None and not 0.0 < uniform_floor < 1.0:
+            raise ValueError('uniform_floor is a class probability and must '
+                             f'be in (0, 1), got {uniform_floor}')
+        self.uniform_weight = float(uniform_weight)
+        self.uniform_floor = uniform_floor
         self.entropy = EntropyControl(entropy_weight, entropy_target,
                                       entropy_rate)
         self.eps = eps
@@ -218,8 +244,13 @@ class PSRRewardLoss(nn.Module):
         if self.entropy.active:
             ent_scale = valid.float() * (
                 self.entropy.weight.float() * self.loss_weight / norm)
+        uni_scale = None
+        if self.uniform_weight > 0:
+            uni_scale = valid.float() * (
+                self.uniform_weight * self.loss_weight / norm)
         loss = image_policy_gradient(policy, actions, stats['adv'],
-                                     self.loss_weight / (K * norm), ent_scale)
+                                     self.loss_weight / (K * norm), ent_scale,
+                                     uni_scale, self.uniform_floor)
         out = {self.loss_name: loss, 'adv_std': stats['adv_std']}
         out.update(self.entropy.step(policy, valid))
         return out
@@ -232,4 +263,6 @@ class PSRRewardLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'baseline={self.baseline!r}, normalize={self.normalize!r}, '
                 f'entropy={self.entropy.extra_repr()}, '
+                f'uniform_weight={self.uniform_weight}, '
+                f'uniform_floor={self.uniform_floor}, '
                 f'loss_weight={self.loss_weight}')

@@ -7,6 +7,7 @@ its gradient w.r.t. the logits is ``pi * sum_c W - W``. Forming that gradient
 up front and attaching it with :class:`_PrecomputedGradient` makes the
 backward pass one multiplication, whatever K, and saves no (K, ...) tensor.
 """
+import math
 from typing import Optional, Tuple, Union
 
 import torch
@@ -51,11 +52,44 @@ def collapse_weights(actions: Tensor, advantages: Tensor,
     return weights.div_(K)
 
 
+def uniform_pull(probs: Tensor,
+                 log_probs: Tensor,
+                 floor: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+    """Gradient and value per cell of a pull of the policy toward uniform.
+
+    Without ``floor`` the term is ``KL(u || pi) = -mean_c log pi_c - log C``
+    with logits gradient ``pi - 1/C``. With ``floor`` only the classes below
+    it are pulled: ``1/C sum_c relu(log floor - log pi_c)``, gradient
+    ``(pi_j n - m_j) / C`` with ``m_c = 1{pi_c < floor}``, ``n = sum_c m_c``:
+    a barrier that keeps every class sampled at about ``floor`` and leaves
+    the policy free above it.
+
+    Args:
+        probs (Tensor): Class probabilities (B, C, h, w).
+        log_probs (Tensor): Their logarithms.
+        floor (float, optional): The probability floor. Defaults to None.
+
+    Returns:
+        tuple[Tensor, Tensor]: The logits gradient (B, C, h, w) and the
+        value per cell (B, 1, h, w).
+    """
+    C = probs.shape[1]
+    if floor is None:
+        value = -log_probs.mean(1, keepdim=True) - math.log(C)
+        return probs - 1.0 / C, value
+    below = (probs < floor).to(probs.dtype)
+    count = below.sum(1, keepdim=True)
+    value = (below * (math.log(floor) - log_probs)).sum(1, keepdim=True) / C
+    return (probs * count - below) / C, value
+
+
 def image_policy_gradient(policy: PixelPolicy,
                           actions: Tensor,
                           sample_weights: Tensor,
                           scale: Union[float, Tensor],
-                          entropy_scale: Optional[Tensor] = None) -> Tensor:
+                          entropy_scale: Optional[Tensor] = None,
+                          uniform_scale: Optional[Tensor] = None,
+                          uniform_floor: Optional[float] = None) -> Tensor:
     """Loss for ``-scale sum_{k,b} w_kb sum_cells log pi(a_kb)``.
 
     The surrogate of the image-level losses: one scalar weight per sample
@@ -78,6 +112,13 @@ def image_policy_gradient(policy: PixelPolicy,
             of an entropy bonus ``-sum_b beta_b sum_cells H(pi)``, whose
             gradient ``beta_b pi (log pi + H)`` is added in closed form.
             Defaults to None (no bonus).
+        uniform_scale (Tensor, optional): Per-image factor ``gamma_b`` (B,)
+            of ``sum_b gamma_b sum_cells KL(u || pi)``, u the uniform
+            distribution, whose gradient ``gamma_b (pi - 1/C)`` is added in
+            closed form. Defaults to None (no term).
+        uniform_floor (float, optional): Pull only the classes whose
+            probability is below this floor (see :func:`uniform_pull`).
+            Defaults to None (every class, the full KL).
 
     Returns:
         Tensor: Scalar loss whose value is the surrogate (only its gradient
@@ -102,4 +143,9 @@ def image_policy_gradient(policy: PixelPolicy,
             beta = entropy_scale.to(probs.dtype).view(B, 1, 1, 1)
             grad += plogp.add_(probs * entropy).mul_(beta)
             value = value - (entropy * beta).sum()
+        if uniform_scale is not None:
+            gamma = uniform_scale.to(probs.dtype).view(B, 1, 1, 1)
+            grad_u, value_u = uniform_pull(probs, log_probs, uniform_floor)
+            grad += grad_u.mul_(gamma)
+            value = value + (value_u * gamma).sum()
     return _PrecomputedGradient.apply(policy.logits, value, grad)

@@ -364,18 +364,43 @@ class ImageMIoUReward(_ConfusionReward):
     map (union > 0), both counted on non-ignored pixels only, so predicting
     a class the image does not contain lowers the reward.
 
+    ``classes='reference'`` averages over the classes of the reference only.
+    A false positive of a class the image lacks then costs only the pixels
+    it takes from the true class, instead of adding a zero-IoU class to the
+    mean: under ``'union'`` one sampled cell of an absent class costs about
+    ``R / (n + 1)`` of the reward however small the cell, which teaches a
+    policy early on never to try small classes (docs/method.md section 12).
+
     Args:
         ignore_index (int): Reference value of pixels that are not scored.
             Defaults to 255.
         num_classes (int, optional): Number of classes; None infers it per
             call. Defaults to None.
+        classes (str): Classes the mean runs over: ``'union'`` (present in
+            the reference or the sampled map) or ``'reference'`` (present in
+            the reference). Defaults to ``'union'``.
     """
+
+    CLASS_SETS = ('union', 'reference')
+
+    def __init__(self,
+                 ignore_index: int = 255,
+                 num_classes: Optional[int] = None,
+                 classes: str = 'union') -> None:
+        super().__init__(ignore_index=ignore_index, num_classes=num_classes)
+        if classes not in self.CLASS_SETS:
+            raise ValueError(f'ImageMIoUReward: classes must be one of '
+                             f'{self.CLASS_SETS}, got {classes!r}')
+        self.classes = classes
 
     def score(self, confusion: Tensor) -> Tensor:
         true_pos, ref_count, pred_count = _class_terms(confusion)
         union = ref_count + pred_count - true_pos
-        present = union > 0
+        present = union > 0 if self.classes == 'union' else ref_count > 0
         return _mean_over_present(true_pos / union.clamp(min=1), present)
+
+    def __repr__(self) -> str:
+        return f'{super().__repr__()[:-1]}, classes={self.classes!r})'
 
 
 @MODELS.register_module()

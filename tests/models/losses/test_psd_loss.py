@@ -1,4 +1,6 @@
 """PSDLoss: closed-form gradient, direction, empty regions, invalid images."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,9 @@ def _naive_psd(z,
                normalize,
                entropy_weight,
                loss_weight,
-               eps=1e-6):
+               eps=1e-6,
+               uniform_weight=0.0,
+               uniform_floor=None):
     """The pair surrogate with loops, summed over D_kl explicitly."""
     K, B, h, w = actions.shape
     if pairs == 'all':
@@ -62,7 +66,14 @@ def _naive_psd(z,
     surrogate = total / (len(pair_list) * norm)
     entropy = -(logp.exp() * logp).sum(1)
     bonus = sum(entropy[b].sum() for b in images) / (norm * h * w)
-    return loss_weight * (surrogate - entropy_weight * bonus), rms
+    # KL(uniform || pi) per cell, averaged over the valid images' cells
+    if uniform_floor is None:  # KL(uniform || pi)
+        kl = -logp.mean(1) - math.log(logp.shape[1])
+    else:  # only the classes below the floor
+        kl = F.relu(math.log(uniform_floor) - logp).mean(1)
+    floor = sum(kl[b].sum() for b in images) / (norm * h * w)
+    return loss_weight * (surrogate - entropy_weight * bonus +
+                          uniform_weight * floor), rms
 
 
 @pytest.mark.parametrize('pairs', ['all', 'adjacent', 'base'])
@@ -79,11 +90,15 @@ def test_closed_form_gradient_equals_autograd(pairs, region_norm, normalize,
     actions[3, 1, 0, 0] = (actions[2, 1, 0, 0] + 1) % 3
     valid = torch.tensor(valid)
     entropy_weight = 0.0 if region_norm is False else 0.1
+    uniform_weight = 0.0 if normalize == 'none' else 0.3
+    uniform_floor = 0.2 if normalize == 'group' else None
     loss = PSDLoss(
         pairs=pairs,
         region_norm=region_norm,
         normalize=normalize,
         entropy_weight=entropy_weight,
+        uniform_weight=uniform_weight,
+        uniform_floor=uniform_floor,
         loss_weight=0.7)
     logits = z.clone().requires_grad_()
     out = loss(PixelPolicy(logits), actions, rewards, valid)
@@ -91,7 +106,9 @@ def test_closed_form_gradient_equals_autograd(pairs, region_norm, normalize,
 
     ref_logits = z.clone().requires_grad_()
     ref, rms = _naive_psd(ref_logits, actions, rewards, valid, pairs,
-                          region_norm, normalize, entropy_weight, 0.7)
+                          region_norm, normalize, entropy_weight, 0.7,
+                          uniform_weight=uniform_weight,
+                          uniform_floor=uniform_floor)
     ref.backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad)
     torch.testing.assert_close(out['loss_psd'], ref.detach())
@@ -241,6 +258,8 @@ def test_backward_graph_holds_no_sample_tensors():
     dict(normalize='batch'),
     dict(region_norm='cells'),
     dict(entropy_weight=-0.1),
+    dict(uniform_weight=-0.1),
+    dict(uniform_weight=0.1, uniform_floor=1.0),
     dict(eps=-1.0),
     dict(loss_name='psd'),
 ])

@@ -150,7 +150,9 @@ def _naive_psr(z,
                normalize,
                entropy_weight,
                loss_weight,
-               eps=1e-6):
+               eps=1e-6,
+               uniform_weight=0.0,
+               uniform_floor=None):
     K, B, h, w = actions.shape
     A, raw_std = _naive_advantages(rewards, valid, baseline, normalize, eps)
     logp = F.log_softmax(z, 1)
@@ -165,7 +167,13 @@ def _naive_psr(z,
     surrogate = total / (K * norm)
     entropy = -(logp.exp() * logp).sum(1)  # (B, h, w)
     bonus = sum(entropy[b].sum() for b in images) / norm
-    return loss_weight * (surrogate - entropy_weight * bonus), raw_std
+    if uniform_floor is None:  # KL(uniform || pi)
+        kl = -logp.mean(1) - math.log(logp.shape[1])
+    else:  # only the classes below the floor
+        kl = F.relu(math.log(uniform_floor) - logp).mean(1)
+    floor = sum(kl[b].sum() for b in images) / norm
+    return loss_weight * (surrogate - entropy_weight * bonus +
+                          uniform_weight * floor), raw_std
 
 
 def _random_problem(seed, K=4, B=2, h=4, w=4):
@@ -187,10 +195,14 @@ def test_closed_form_gradient_equals_autograd(baseline, normalize, valid):
     z, actions, rewards = _random_problem(1)
     valid = torch.tensor(valid)
     entropy_weight = 0.1 if baseline == 'batch' else 0.0
+    uniform_weight = 0.3 if baseline in ('group', 'none') else 0.0
+    uniform_floor = 0.2 if baseline == 'none' else None
     loss = PSRRewardLoss(
         baseline=baseline,
         normalize=normalize,
         entropy_weight=entropy_weight,
+        uniform_weight=uniform_weight,
+        uniform_floor=uniform_floor,
         loss_weight=0.7)
     logits = z.clone().requires_grad_()
     # temperature only changes exploration: the loss ignores it
@@ -199,7 +211,9 @@ def test_closed_form_gradient_equals_autograd(baseline, normalize, valid):
 
     ref_logits = z.clone().requires_grad_()
     ref, raw_std = _naive_psr(ref_logits, actions, rewards, valid, baseline,
-                              normalize, entropy_weight, 0.7)
+                              normalize, entropy_weight, 0.7,
+                              uniform_weight=uniform_weight,
+                              uniform_floor=uniform_floor)
     ref.backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad)
     torch.testing.assert_close(out['loss_psr'], ref.detach())
@@ -350,6 +364,8 @@ def test_rejects_bad_inputs():
     dict(baseline='batch', normalize='group'),
     dict(baseline='none', normalize='group'),
     dict(entropy_weight=-1.0),
+    dict(uniform_weight=-1.0),
+    dict(uniform_weight=0.1, uniform_floor=0.0),
     dict(eps=0.0),
     dict(loss_name='psr'),
 ])
@@ -369,3 +385,52 @@ def test_shared_utils_are_the_pixel_loss_ones():
     from rss_mmseg.models.losses import pixel_reward_loss
     assert pixel_collapse_weights is collapse_weights
     assert pixel_reward_loss._PrecomputedGradient is _PrecomputedGradient
+
+
+def test_uniform_weight_lifts_a_collapsed_class_where_entropy_does_not():
+    """The KL(uniform || pi) pull on a class of probability ~0 stays
+    ~gamma / C per cell; the entropy bonus's pull vanishes with pi."""
+    z = torch.zeros(1, C, 2, 2)
+    z[:, 0] = 30.0  # class 0 takes all the mass; the others ~1e-13
+    actions = torch.zeros(2, 1, 2, 2, dtype=torch.long)
+    rewards = torch.tensor([[0.5], [0.5]])  # no reward signal at all
+    valid = torch.tensor([True])
+    grads = {}
+    for name, kwargs in [('uniform', dict(uniform_weight=1.0)),
+                         ('entropy', dict(entropy_weight=1.0))]:
+        logits = z.clone().requires_grad_()
+        loss = PSRRewardLoss(baseline='group', normalize='none', **kwargs)
+        loss(PixelPolicy(logits), actions, rewards, valid)['loss_psr'] \
+            .backward()
+        grads[name] = logits.grad
+    cells = 4
+    # descent raises every collapsed class by 1/C per cell (over the cells)
+    torch.testing.assert_close(grads['uniform'][:, 1:],
+                               torch.full((1, C - 1, 2, 2), -1 / (C * cells)))
+    assert grads['entropy'][:, 1:].abs().max() < 1e-9
+
+
+def test_uniform_floor_leaves_classes_above_it_alone():
+    """With a floor, only classes below it are pulled; a policy whose
+    classes are all above the floor gets no gradient from the term."""
+    z = torch.tensor([4.0, 0.0, -9.0]).view(1, C, 1, 1).repeat(1, 1, 2, 2)
+    actions = torch.zeros(2, 1, 2, 2, dtype=torch.long)
+    rewards = torch.tensor([[0.5], [0.5]])
+    valid = torch.tensor([True])
+
+    def grad(floor):
+        logits = z.clone().requires_grad_()
+        PSRRewardLoss(
+            baseline='group',
+            normalize='none',
+            uniform_weight=1.0,
+            uniform_floor=floor)(PixelPolicy(logits), actions, rewards,
+                                 valid)['loss_psr'].backward()
+        return logits.grad
+
+    probs = z.softmax(1)  # ~0.98, 0.018, 2.2e-6
+    # floor 1e-3: only class 2 is pulled, (pi n - m) / C per cell / cells
+    expected = (probs * 1 - torch.tensor([0.0, 0.0, 1.0]).view(1, C, 1, 1))
+    torch.testing.assert_close(grad(1e-3), expected / (C * 4))
+    assert (grad(1e-6) == 0).all()  # nothing below the floor
+    assert grad(1e-3)[:, 2].max() < 0  # descent raises class 2

@@ -161,6 +161,41 @@ def test_class_only_in_prediction_lowers_miou():
                                torch.tensor([1.0, 11 / 12, 1.0]))
 
 
+def loop_reference_miou(counts):
+    """Mean IoU over the classes of the reference only, class by class."""
+    ious = []
+    for c in range(len(counts)):
+        tp, ref = counts[c][c], sum(counts[c])
+        pred = sum(row[c] for row in counts)
+        if ref > 0:
+            ious.append(tp / (ref + pred - tp))
+    return sum(ious) / len(ious) if ious else 0.0
+
+
+def test_reference_classes_miou_matches_loop_and_ignores_absent_classes():
+    actions, labels = random_maps(num_classes=4, seed=6)
+    labels = labels.masked_fill(labels == 3, 1)  # class 3 absent
+    reward = ImageMIoUReward(classes='reference')
+    rewards, valid = reward(actions, make_data_samples(labels))
+    expected = torch.tensor(
+        [[loop_reference_miou(loop_confusion(actions[k, b], labels[b], 4))
+          for b in range(2)] for k in range(3)])
+    torch.testing.assert_close(rewards, expected)
+    assert valid.all()
+    # The union mean is lower: the sampled class 3 adds a zero-IoU class.
+    union, _ = ImageMIoUReward()(actions, make_data_samples(labels))
+    assert (union < rewards).all()
+    # The grid path scores the same way.
+    cells = actions[:, :, ::2, ::3]
+    up = cells.repeat_interleave(2, -2).repeat_interleave(3, -1)[..., :5, :6]
+    grid, _ = reward.score_cells(cells, make_data_samples(labels))
+    full, _ = reward(up.contiguous(), make_data_samples(labels))
+    torch.testing.assert_close(grid, full)
+    assert "classes='reference'" in repr(reward)
+    with pytest.raises(ValueError, match="classes must be one of.*'rows'"):
+        ImageMIoUReward(classes='rows')
+
+
 def test_value_errors():
     actions, labels = random_maps(num_classes=4, seed=5)
     samples = make_data_samples(labels)
@@ -203,8 +238,9 @@ def test_registry_build_and_attributes(reward_cls):
     assert isinstance(reward, reward_cls)
     assert reward.level == 'image' and reward.value_range == (0.0, 1.0)
     assert not reward.needs_inputs
+    extra = ", classes='union'" if reward_cls is ImageMIoUReward else ''
     assert repr(reward) == (f'{reward_cls.__name__}(ignore_index=0, '
-                            'num_classes=3)')
+                            f'num_classes=3{extra})')
 
 
 def test_registry_build_default():
