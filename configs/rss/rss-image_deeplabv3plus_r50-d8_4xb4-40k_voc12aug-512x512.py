@@ -3,7 +3,8 @@
 # (8 -> 16 -> 32 -> 64 grids over quarters of training) and PSD (K = 32
 # samples, all pairs, pair advantages divided by the std of the image's
 # rewards, credit per differing cell relative to the mean differing region,
-# which is all-reduced over the GPUs), the CamVid recipe. The auxiliary FCN
+# which is all-reduced over the GPUs), mIoU over the reference's classes and
+# a weak pull toward uniform (0.003), the CamVid recipe. The auxiliary FCN
 # head is dropped: trained with cross-entropy it would put pixel labels into
 # the gradient (LabelLeakCheckHook refuses that). The grid schedule
 # extrapolates the CamVid one (cells of ~5-8 pixels at the end) and has not
@@ -17,13 +18,14 @@ model = dict(
         type='RSSHead',
         head={{_base_.model.decode_head}},
         num_classes={{_base_.model.decode_head.num_classes}},
-        reward=dict(type='ImageMIoUReward'),
+        reward=dict(type='ImageMIoUReward', classes='reference'),
         loss=dict(
             type='PSDLoss',
             pairs='all',
             region_norm='mean',
             normalize='group',
-            entropy_weight=0.01),
+            entropy_weight=0.01,
+            uniform_weight=0.003),
         num_samples=32,
         scales=8))
 custom_hooks = [
