@@ -38,7 +38,7 @@ from ..advantage import global_sums
 from ..policy import PixelPolicy
 from .entropy_control import EntropyControl
 from .psr_reward_loss import check_image_inputs
-from .utils import image_policy_gradient
+from .utils import check_uniform_pull, image_policy_gradient
 
 PAIRS = ('all', 'adjacent', 'base')
 NORMALIZES = ('none', 'syncan', 'group')
@@ -158,22 +158,11 @@ class PSDLoss(nn.Module):
             this fraction of ``log C`` as cell entropy, as in
             :class:`PSRRewardLoss`. Defaults to None (fixed weight).
         entropy_rate (float): Its adaptation rate. Defaults to 0.05.
-        uniform_weight (float): Weight of ``KL(uniform || pi)``, the mean
-            over the cells of the valid images. Its gradient
-            ``pi - 1/C`` lifts every class whose probability falls below
-            ``1/C``, and unlike the entropy bonus's
-            ``pi (log pi + H)`` it does not vanish as that probability goes
-            to 0: a class the reward has pushed down early (a small class
-            that is never the majority of a coarse cell) keeps being
-            sampled, so it can still be learned on the finer grids.
-            Defaults to 0.0.
-        uniform_floor (float, optional): With ``uniform_weight``, pull
-            only the classes whose cell probability is below this floor,
-            so the policy keeps sampling every class at about ``floor``
-            without being flattened above it (the full KL's pull grows
-            against the reward signal as the grid gets finer and each
-            cell's share of the reward shrinks). Defaults to None (full
-            KL).
+        uniform_weight (float): Weight of a pull toward the uniform policy
+            that keeps small classes sampled, the mean over the cells of the
+            valid images (see :func:`~.utils.uniform_pull`). Defaults to 0.0.
+        uniform_floor (float, optional): Pull only the classes below this
+            probability. Defaults to None (``KL(uniform || pi)``).
         eps (float): Added to the std. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psd'.
@@ -214,14 +203,8 @@ class PSDLoss(nn.Module):
         self.pairs = pairs
         self.region_norm = region_norm
         self.normalize = normalize
-        if uniform_weight < 0:
-            raise ValueError(f'uniform_weight must be >= 0, got '
-                             f'{uniform_weight}')
-        if uniform_floor is not None and not 0.0 < uniform_floor < 1.0:
-            raise ValueError('uniform_floor is a class probability and must '
-                             f'be in (0, 1), got {uniform_floor}')
-        self.uniform_weight = float(uniform_weight)
-        self.uniform_floor = uniform_floor
+        self.uniform_weight, self.uniform_floor = check_uniform_pull(
+            uniform_weight, uniform_floor)
         self.entropy = EntropyControl(entropy_weight, entropy_target,
                                       entropy_rate)
         self.eps = eps

@@ -52,6 +52,18 @@ def collapse_weights(actions: Tensor, advantages: Tensor,
     return weights.div_(K)
 
 
+def check_uniform_pull(
+        weight: float,
+        floor: Optional[float]) -> Tuple[float, Optional[float]]:
+    """Validate the ``uniform_weight`` and ``uniform_floor`` of a loss."""
+    if weight < 0:
+        raise ValueError(f'uniform_weight must be >= 0, got {weight}')
+    if floor is not None and not 0.0 < floor < 1.0:
+        raise ValueError('uniform_floor is a class probability and must be '
+                         f'in (0, 1), got {floor}')
+    return float(weight), floor
+
+
 def uniform_pull(probs: Tensor,
                  log_probs: Tensor,
                  floor: Optional[float] = None) -> Tuple[Tensor, Tensor]:
@@ -63,6 +75,14 @@ def uniform_pull(probs: Tensor,
     ``(pi_j n - m_j) / C`` with ``m_c = 1{pi_c < floor}``, ``n = sum_c m_c``:
     a barrier that keeps every class sampled at about ``floor`` and leaves
     the policy free above it.
+
+    Why: image rewards push small classes (never the majority of a coarse
+    cell, absent from most images) toward probability 0 early, and the
+    entropy bonus cannot hold them, its gradient ``pi (log pi + H)``
+    vanishing with ``pi``; the pull's does not, so they stay sampled and
+    can still be learned on finer grids. The full KL also flattens the
+    sharp classes, more so as the grid gets finer and each cell's share of
+    the reward shrinks; the floor avoids that.
 
     Args:
         probs (Tensor): Class probabilities (B, C, h, w).
