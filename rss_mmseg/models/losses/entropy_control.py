@@ -77,7 +77,6 @@ class EntropyControl(nn.Module):
             torch.tensor(float(weight), dtype=torch.float64),
             persistent=target is not None)
 
-
     @torch.no_grad()
     def mean_entropy(self, policy: PixelPolicy, valid: Tensor) -> Tensor:
         """Mean entropy of the cell policy over the valid images of the
