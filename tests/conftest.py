@@ -79,16 +79,17 @@ def run_tool(script: str, args: Sequence[str],
 
 def final_val_miou(work_dir: str) -> float:
     """The last ``mIoU`` a training logged to ``<work_dir>/*/vis_data``
-    (read by ``tools/analysis_tools/soak.py``'s ``read_scalars``)."""
+    (read by ``tools/analysis_tools/bench_report.py``'s ``load_scalars``)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        'rss_soak', osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'soak.py'))
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
-    miou = soak.read_scalars(work_dir)['miou']
-    if miou is None:
+        'rss_bench_report',
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'bench_report.py'))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    _, val = report.load_scalars(work_dir)
+    if not val:
         raise AssertionError(f'no val mIoU logged under {work_dir}')
-    return miou
+    return val[max(val)]['mIoU']
 
 
 def train_side_by_side(runs: Sequence[Dict[str, Any]],

@@ -1,8 +1,8 @@
 """Plot a validation metric against the iteration for several training runs.
 
 Reads every ``<work_dir>/*/vis_data/scalars.json`` that mmengine wrote (a
-resumed run has several; later files win for the same iteration), so it
-works on any ``tools/train.py`` work dir, finished or not. Runs whose logs
+resumed run has several; they are merged by ``bench_report.load_scalars``),
+so it works on any ``tools/train.py`` work dir, finished or not. Runs whose logs
 are gone can be drawn from recorded values with ``--points``.
 
 Example::
@@ -15,9 +15,12 @@ Example::
 """
 import argparse
 import glob
-import json
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from bench_report import load_scalars  # noqa: E402
 
 Curve = Dict[int, float]
 
@@ -30,13 +33,11 @@ def read_val_curve(work_dir: str, metric: str = 'mIoU') -> Curve:
         raise FileNotFoundError(
             f'{work_dir}: no */vis_data/scalars.json (is it a tools/train.py '
             'work dir?)')
-    curve: Curve = {}
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                if metric in record and 'step' in record:
-                    curve[int(record['step'])] = float(record[metric])
+    _, val = load_scalars(work_dir)
+    curve: Curve = {
+        step: values[metric]
+        for step, values in sorted(val.items()) if metric in values
+    }
     if not curve:
         raise ValueError(f'{work_dir}: no validation record with '
                          f'{metric!r} yet')

@@ -30,6 +30,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from bench_report import load_scalars  # noqa: E402
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(
     REPO_ROOT, 'configs/rss/rss-pixel_fast-scnn_1xb8-1k_synthetic-128x128.py')
@@ -149,18 +152,11 @@ def run_and_kill(cmd: List[str], log_path: str, work_dir: str,
 
 
 def read_scalars(work_dir: str) -> Dict[str, Any]:
-    """Train losses by iteration (later runs win) and the last val mIoU."""
-    losses: Dict[int, float] = {}
-    miou = None
-    for path in sorted(
-            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                if 'loss' in record and 'iter' in record:
-                    losses[int(record['iter'])] = float(record['loss'])
-                if 'mIoU' in record:
-                    miou = float(record['mIoU'])
+    """Train losses by iteration and the last val mIoU, merged over the
+    launches of a resumed run (``bench_report.load_scalars``)."""
+    train, val = load_scalars(work_dir)
+    losses = {step: v['loss'] for step, v in train.items() if 'loss' in v}
+    miou = val[max(val)]['mIoU'] if val else None
     return dict(losses=losses, miou=miou)
 
 
