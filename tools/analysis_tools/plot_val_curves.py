@@ -1,8 +1,8 @@
 """Plot a validation metric against the iteration for several training runs.
 
 Reads every ``<work_dir>/*/vis_data/scalars.json`` that mmengine wrote (a
-resumed run has several; they are merged by ``bench_report.load_scalars``),
-so it works on any ``tools/train.py`` work dir, finished or not. Runs whose logs
+resumed run has several; ``bench_report.load_scalars`` merges them), so it
+works on any ``tools/train.py`` work dir, finished or not. Runs whose logs
 are gone can be drawn from recorded values with ``--points``.
 
 Example::
