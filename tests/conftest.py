@@ -1,8 +1,10 @@
 """Shared fixtures: paths, a small synthetic dataset, the real CamVid copy."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
 import sys
+from types import ModuleType
 from typing import Any, Dict, List, Sequence
 
 import pytest
@@ -77,15 +79,25 @@ def run_tool(script: str, args: Sequence[str],
         timeout=timeout)
 
 
+def load_tool(relpath: str, name: str) -> ModuleType:
+    """A script under ``tools/`` as a module; the ``sys.path`` entries its
+    import adds (e.g. ``tools/``, whose test.py would shadow the standard
+    library's ``test``) are removed again."""
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(REPO_ROOT, 'tools', relpath))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
 def final_val_miou(work_dir: str) -> float:
     """The last ``mIoU`` a training logged to ``<work_dir>/*/vis_data``
     (read by ``tools/analysis_tools/bench_report.py``'s ``load_scalars``)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'rss_bench_report',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'bench_report.py'))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_tool('analysis_tools/bench_report.py', 'rss_bench_report')
     _, val = report.load_scalars(work_dir)
     if not val:
         raise AssertionError(f'no val mIoU logged under {work_dir}')

@@ -1,21 +1,16 @@
 """CamVid converter and dataset on the real SegNet copy in ../shared."""
 import glob
-import importlib.util
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 
 def _load_converter():
-    path = osp.join(REPO_ROOT, 'tools/dataset_converters/camvid.py')
-    spec = importlib.util.spec_from_file_location('camvid_converter', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('dataset_converters/camvid.py', 'camvid_converter')
 
 
 @pytest.fixture(scope='module')

@@ -6,36 +6,18 @@ table, plots and picture grid; about 2 minutes on 2 busy cores. A second
 invocation must skip everything that is done.
 """
 import csv
-import importlib.util
 import json
 import os
 import os.path as osp
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_tool
+from tests.conftest import REPO_ROOT, load_tool, run_tool
 
-TOOLS = osp.join(REPO_ROOT, 'tools')
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
-
-def _load_benchmark():
-    """tools/benchmark.py and its helpers as modules; tools/ leaves sys.path
-    afterwards (its test.py would shadow the standard library's test)."""
-    saved = list(sys.path)
-    try:
-        spec = importlib.util.spec_from_file_location(
-            'benchmark_under_test', osp.join(TOOLS, 'benchmark.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # puts tools/ on sys.path
-    finally:
-        sys.path[:] = saved
-    return module
-
-
-benchmark = _load_benchmark()
+benchmark = load_tool('benchmark.py', 'benchmark_under_test')
 bench_report = benchmark.report
 
 

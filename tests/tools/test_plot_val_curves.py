@@ -1,21 +1,15 @@
 """tools/analysis_tools/plot_val_curves.py on hand-written scalars files."""
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tests.conftest import load_tool
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location(
-        'plot_val_curves',
-        osp.join(ROOT, 'tools', 'analysis_tools', 'plot_val_curves.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis_tools/plot_val_curves.py', 'plot_val_curves')
 
 
 def _write_scalars(work_dir, stamp, records):
