@@ -11,6 +11,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -c requirements/constraints.txt
 STAMP := $(VENV)/.rss-stack-installed
+TORCH := 2.14.1
+TORCHVISION := 0.29.1
+WHEELHOUSE := $(HOME)/.cache/rss-mmseg/wheels/torch-$(TORCH)-py311
 SYNTHETIC := data/synthetic/meta.json
 PYTEST_ARGS ?=
 
@@ -20,15 +23,25 @@ venv: $(STAMP)
 
 $(STAMP): setup.py requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) torch==2.13.0
+	@# torch + torchvision: the pair that imports together here (mmpretrain
+	@# imports torchvision); pip takes both from the local disk.
+	$(PIP) torch==$(TORCH) torchvision==$(TORCHVISION)
 	$(PIP) 'setuptools>=77.0.3,<81' ninja psutil wheel
 	$(PIP) mmengine==0.10.7
-	@# -g0 -O2 instead of Python's default -g -O3: 2.5x faster to compile
-	@# (measured on nms.cpp: 45 s -> 18 s CPU); the CPU ops are not hot here.
-	CFLAGS="-g0 -O2" MAX_JOBS=$$(nproc) $(PIP) --no-build-isolation mmcv==2.1.0
-	$(PIP) mmsegmentation==1.2.2 ftfy regex pytest matplotlib
+	@# mmcv is built once per torch into a wheelhouse keyed by that torch
+	@# (pip's own cache keys wheels by mmcv version only and would hand an
+	@# mmcv built against another torch to this venv: an ABI mismatch).
+	ls $(WHEELHOUSE)/mmcv-2.1.0-*.whl >/dev/null 2>&1 || \
+	  bash tools/misc/build_mmcv.sh $(PY) $(WHEELHOUSE)
+	$(PIP) --no-cache-dir --no-index --find-links $(WHEELHOUSE) mmcv==2.1.0
+	$(PIP) mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex pytest matplotlib \
+	  tensorboard
+	@# openmim for `mim train/test rss_mmseg ...`; its opendatalab dependency
+	@# pins old setuptools/requests and is only used by `mim download`.
+	$(PIP) --no-deps openmim==0.3.9
+	$(PIP) click colorama model-index pandas requests rich tabulate
 	$(PIP) --no-build-isolation --no-deps -e .
-	$(PY) -c "import mmcv.ops, mmseg, rss_mmseg; print('stack ok:', mmcv.__version__, mmseg.__version__)"
+	$(PY) tools/misc/check_stack.py
 	touch $(STAMP)
 
 $(SYNTHETIC): $(STAMP)
