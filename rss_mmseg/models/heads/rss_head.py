@@ -6,6 +6,8 @@ from typing import Dict, List, Sequence, Tuple, Union
 import torch
 from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModule
+from mmengine.structures import PixelData
+from mmseg.models.decode_heads.point_head import calculate_uncertainty
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptMultiConfig, SampleList
@@ -24,6 +26,50 @@ from ..rewards.pixel import stack_gt_sem_seg
 _STATS_STRIDE = 4
 
 
+# Heads whose training ``forward`` returns several outputs: the index of
+# the segmentation their ``predict`` uses, which becomes the policy. The
+# other outputs are auxiliary (deep supervision, SE, boundary) and handled
+# by ``RSSHead(extra_outputs=...)``. Looked up along the head's MRO.
+MAIN_OUTPUT_INDEX = {
+    'DAHead': 0,  # (pam_cam, pam, cam)
+    'EncHead': 0,  # (seg, se) with use_se_loss
+    'DDRHead': 0,  # (context, spatial)
+    'PIDHead': 1,  # (p, i, d): predict uses the integral branch
+    'IterativeDecodeHead': -1,  # K-Net: one map per stage, predict: last
+}
+
+# Heads RSS cannot wrap: what they output and what to do instead.
+REFUSED_HEADS = {
+    'MaskFormerHead':
+    'it classifies masks (a set of (class, mask) queries matched to the '
+    'reference by Hungarian matching), not pixels, so there is no per-pixel '
+    'softmax to sample actions from',
+    'Mask2FormerHead':
+    'it classifies masks (a set of (class, mask) queries matched to the '
+    'reference by Hungarian matching), not pixels, so there is no per-pixel '
+    'softmax to sample actions from',
+    'SideAdapterCLIPHead':
+    'it predicts class-agnostic mask proposals scored by CLIP text '
+    'embeddings (open vocabulary), not per-pixel logits over num_classes',
+}
+_REFUSAL_FIX = ('Fix: train this model with its own losses (plain '
+                'decode_head), or use a per-pixel decode head (e.g. UPerHead, '
+                'FCNHead, SegformerHead) on the same backbone under RSSHead')
+
+
+def _head_type_name(head: ConfigType) -> str:
+    """The registered class name of a head config (scope prefix dropped)."""
+    head_type = head.get('type')
+    name = head_type if isinstance(head_type, str) else getattr(
+        head_type, '__name__', str(head_type))
+    return name.split('.')[-1]
+
+
+def _is_point_head(head: nn.Module) -> bool:
+    """PointRend-style heads train on logits at sampled points."""
+    return hasattr(head, 'get_points_train')
+
+
 def _level_of(component: object, kind: str, cfg: ConfigType) -> str:
     """The reward level ('pixel' or 'image') a reward or loss declares."""
     level = getattr(component, 'level', None)
@@ -35,6 +81,26 @@ def _level_of(component: object, kind: str, cfg: ConfigType) -> str:
             'PixelRewardLoss, ImageMIoUReward + PSDLoss); a cross-entropy '
             'loss belongs to a plain decode head')
     return level
+
+
+def _strip_label_losses(head: nn.Module) -> None:
+    """Delete every loss module inside a wrapped head.
+
+    ``BaseDecodeHead`` always builds ``loss_decode`` (cross-entropy by
+    default); some heads add more (EncHead's ``loss_se_decode``, K-Net's in
+    its kernel-generate head). RSSHead never calls them; deleting them makes
+    a call by mistake fail instead of training on labels.
+    """
+
+    def is_loss(module: nn.Module) -> bool:
+        if isinstance(module, nn.ModuleList):
+            return len(module) > 0 and all(map(is_loss, module))
+        return hasattr(module, 'loss_name')
+
+    for parent in list(head.modules()):
+        for name, child in list(parent.named_children()):
+            if is_loss(child):
+                delattr(parent, name)
 
 
 @MODELS.register_module()
@@ -113,8 +179,35 @@ class RSSHead(BaseModule):
         num_classes (int, optional): If given, overrides the wrapped head's
             ``num_classes`` (so ``model.decode_head.num_classes=N`` works as
             for a plain head). Defaults to None.
+        output_index (int, optional): For heads whose training forward
+            returns several outputs: which one is the segmentation (the
+            policy). Defaults to None: known heads (``MAIN_OUTPUT_INDEX``:
+            DANet, EncNet, DDRNet, PIDNet, K-Net) use the output their
+            ``predict`` uses; other multi-output heads are refused with the
+            fix.
+        extra_outputs (str): What happens to the other outputs of a
+            multi-output head. ``'reward'``: each one that is a
+            segmentation map (``num_classes`` channels) is a policy of its
+            own, sampled and trained with the same reward and losses
+            (weighted by ``extra_weight``, losses logged as
+            ``extra<i>.loss_*``); this keeps its parameters trained and, at
+            image level, it still sees labels only through the scalar
+            reward. ``'drop'``: they get no gradient. Outputs that are not
+            class maps (EncNet's SE vector, PIDNet's 1-channel boundary map)
+            are label losses in the stock heads and are always dropped.
+            Defaults to 'reward'.
+        extra_weight (float): Loss weight of each extra output. Defaults to
+            1.0 (mmseg's DANet and K-Net weigh them as the main output).
         init_cfg (dict | list[dict], optional): Initialization config; the
             wrapped head keeps its own. Defaults to None.
+
+    Cascade heads (``CascadeEncoderDecoder``: OCRNet, PointRend) are
+    wrapped stage by stage; later stages receive ``prev_output`` as the
+    stock heads do. PointRend's ``PointHead`` trains on logits at the
+    points it samples (``train_cfg.num_points``): at pixel level each point
+    is one action, rewarded against the reference sampled at that point;
+    at image level it is refused (point logits are not a segmentation an
+    image reward could score).
     """
 
     def __init__(self,
@@ -130,6 +223,9 @@ class RSSHead(BaseModule):
                  local_block: Union[float, Tuple[int, int], None] = None,
                  on_bad_reward: str = 'raise',
                  num_classes: Union[int, None] = None,
+                 output_index: Union[int, None] = None,
+                 extra_outputs: str = 'reward',
+                 extra_weight: float = 1.0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if num_samples < 1:
@@ -137,7 +233,15 @@ class RSSHead(BaseModule):
         if on_bad_reward not in ('raise', 'skip'):
             raise ValueError("on_bad_reward must be 'raise' or 'skip', got "
                              f'{on_bad_reward!r}')
+        if extra_outputs not in ('reward', 'drop'):
+            raise ValueError("extra_outputs must be 'reward' or 'drop', got "
+                             f'{extra_outputs!r}')
         head = copy.deepcopy(head)
+        head_name = _head_type_name(head)
+        if head_name in REFUSED_HEADS:
+            raise ValueError(
+                f'RSSHead cannot wrap {head_name}: '
+                f'{REFUSED_HEADS[head_name]}. {_REFUSAL_FIX}')
         if num_classes is not None:
             head['num_classes'] = num_classes
         self.head = MODELS.build(head)
@@ -149,8 +253,10 @@ class RSSHead(BaseModule):
                 f'{self.head.out_channels}, num_classes='
                 f'{self.head.num_classes} (binary heads: use '
                 'out_channels=2)')
-        if 'loss_decode' in self.head._modules:
-            del self.head.loss_decode
+        _strip_label_losses(self.head)
+        self.output_index = self._main_output_index(output_index)
+        self.extra_outputs = extra_outputs
+        self.extra_weight = extra_weight
         self.reward = MODELS.build(reward)
         if isinstance(self.reward, nn.Module):
             raise TypeError('a reward must not be an nn.Module: its '
@@ -179,6 +285,15 @@ class RSSHead(BaseModule):
                     f'needs num_samples >= {min_samples}, got '
                     f'{num_samples}. Fix: set model.decode_head.num_samples'
                     f'={max(min_samples, 2)} (or more)')
+        if self.level == 'image' and _is_point_head(self.head):
+            raise ValueError(
+                f'RSSHead cannot train {type(self.head).__name__} from an '
+                'image-level reward: it trains on logits at a few thousand '
+                'sampled points, not on a segmentation map, so there is no '
+                'map for the image reward to score. Fix: train the point '
+                'head at pixel level (PixelMatchReward + PixelRewardLoss), '
+                'or drop it (model.type=\'EncoderDecoder\' with the first '
+                'stage as decode_head)')
         self.scales = scales
         if self.level == 'pixel' and self.scales != [None]:
             raise ValueError('scales (PSR grids) apply to image-level '
@@ -217,6 +332,50 @@ class RSSHead(BaseModule):
             raise ValueError('scales must not be an empty list')
         self._scales = grids
 
+    def _main_output_index(self, output_index: Union[int, None]
+                           ) -> Union[int, None]:
+        """``output_index`` or the known index of the head's class."""
+        if output_index is not None:
+            return output_index
+        for cls in type(self.head).__mro__:
+            if cls.__name__ in MAIN_OUTPUT_INDEX:
+                return MAIN_OUTPUT_INDEX[cls.__name__]
+        return None
+
+    def _split_outputs(self, outputs: Union[Tensor, Sequence[Tensor]]
+                       ) -> Tuple[Tensor, List[Tensor]]:
+        """The policy logits and the extra segmentation maps to train.
+
+        Raises a ``TypeError`` naming the head when it returns several
+        outputs and which one is the segmentation is unknown.
+        """
+        if isinstance(outputs, Tensor):
+            return outputs, []
+        head_name = type(self.head).__name__
+        if self.output_index is None:
+            raise TypeError(
+                f'{head_name}.forward returned {len(outputs)} outputs in '
+                'training and RSSHead does not know which one is the '
+                'segmentation its predict uses. Fix: set model.decode_head.'
+                'output_index to that index (the others are trained as '
+                'extra policies or dropped: extra_outputs)')
+        outputs = list(outputs)
+        main = outputs.pop(self.output_index % len(outputs))
+        if not (isinstance(main, Tensor) and main.dim() == 4
+                and main.shape[1] == self.num_classes):
+            raise TypeError(
+                f'output {self.output_index} of {head_name}.forward is not '
+                f'a (B, num_classes={self.num_classes}, h, w) segmentation '
+                'map. Fix: set model.decode_head.output_index to the '
+                'output that is')
+        if self.extra_outputs == 'drop':
+            return main, []
+        extras = [
+            out for out in outputs if isinstance(out, Tensor)
+            and out.dim() == 4 and out.shape[1] == self.num_classes
+        ]
+        return main, extras
+
     # What EncoderDecoder and the tools read from a decode head.
     @property
     def num_classes(self) -> int:
@@ -232,41 +391,67 @@ class RSSHead(BaseModule):
 
     @property
     def threshold(self):
-        return self.head.threshold
+        # IterativeDecodeHead (K-Net) skips BaseDecodeHead.__init__
+        return getattr(self.head, 'threshold', None)
 
     @property
     def ignore_index(self) -> int:
         return self.head.ignore_index
 
-    def forward(self, inputs: Union[List[Tensor], Tuple[Tensor]]) -> Tensor:
-        """The wrapped head's forward: logits (B, C, h, w)."""
-        return self.head(inputs)
+    def forward(self, inputs: Union[List[Tensor], Tuple[Tensor]],
+                *prev_output: Tensor) -> Union[Tensor, Sequence[Tensor]]:
+        """The wrapped head's forward (cascade stages: with the previous
+        stage's output)."""
+        return self.head(inputs, *prev_output)
 
-    def predict(self, inputs: Tuple[Tensor], batch_img_metas: List[dict],
-                test_cfg: ConfigType) -> Tensor:
-        """The wrapped head's prediction, unchanged."""
-        return self.head.predict(inputs, batch_img_metas, test_cfg)
+    def predict(self, inputs: Tuple[Tensor], *args) -> Tensor:
+        """The wrapped head's prediction, unchanged: ``(inputs,
+        batch_img_metas, test_cfg)`` or, for cascade stages, ``(inputs,
+        prev_output, batch_img_metas, test_cfg)``."""
+        return self.head.predict(inputs, *args)
 
-    def loss(self, inputs: Tuple[Tensor], batch_data_samples: SampleList,
-             train_cfg: ConfigType) -> Dict[str, Tensor]:
+    def loss(self, inputs: Tuple[Tensor], *args) -> Dict[str, Tensor]:
         """Act, get rewards, learn.
 
         Args:
             inputs (tuple[Tensor]): Multi-level image features.
-            batch_data_samples (list[:obj:`SegDataSample`]): The batch.
-            train_cfg (dict): The training config (unused).
+            *args: ``(batch_data_samples, train_cfg)`` as for any decode
+                head, or ``(prev_output, batch_data_samples, train_cfg)``
+                for a later stage of a ``CascadeEncoderDecoder``.
 
         Returns:
             dict[str, Tensor]: ``loss_*`` items and logged statistics
             (``reward``, ``adv_std``, ``entropy``, and with references
             ``acc_sample``, ``acc_seg``).
         """
-        seg_logits = self.forward(inputs)
-        return self.loss_by_feat(seg_logits, batch_data_samples)
+        *prev_output, batch_data_samples, train_cfg = args
+        if _is_point_head(self.head):
+            point_logits, point_samples = self._point_logits(
+                inputs, prev_output[0], batch_data_samples, train_cfg)
+            return self._pixel_step(point_logits, point_samples)
+        return self.loss_by_feat(
+            self.forward(inputs, *prev_output), batch_data_samples)
 
-    def loss_by_feat(self, seg_logits: Tensor,
+    def loss_by_feat(self, seg_logits: Union[Tensor, Sequence[Tensor]],
                      batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Compute the RSS losses from the wrapped head's logits."""
+        """Compute the RSS losses from the wrapped head's output(s).
+
+        The policy is the main segmentation output; with ``extra_outputs=
+        'reward'`` every other segmentation map is trained the same way
+        (only its ``loss_*`` items are kept, prefixed ``extra<i>.``).
+        """
+        main, extras = self._split_outputs(seg_logits)
+        losses = self._policy_step(main, batch_data_samples)
+        for i, extra in enumerate(extras, 1):
+            for name, value in self._policy_step(
+                    extra, batch_data_samples).items():
+                if 'loss' in name:
+                    losses[f'extra{i}.{name}'] = value * self.extra_weight
+        return losses
+
+    def _policy_step(self, seg_logits: Tensor,
+                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """One RSS step on one (B, C, h, w) logits map."""
         seg_logits = resize(
             input=seg_logits,
             size=self._target_size(batch_data_samples),
@@ -275,6 +460,38 @@ class RSSHead(BaseModule):
         if self.level == 'pixel':
             return self._pixel_step(seg_logits, batch_data_samples)
         return self._image_step(seg_logits, batch_data_samples)
+
+    def _point_logits(self, inputs: Tuple[Tensor], prev_output: Tensor,
+                      batch_data_samples: SampleList,
+                      train_cfg: ConfigType) -> Tuple[Tensor, SampleList]:
+        """PointRend: logits at the points ``PointHead.loss`` samples, as a
+        (B, C, 1, N) map, and the batch with the reference sampled there.
+
+        The points are chosen exactly as the stock head chooses them (by
+        the previous stage's uncertainty, ``train_cfg``); the reference is
+        sampled at them with ``mode='nearest'`` (as ``PointHead`` does), so
+        a pixel reward scores each point's action against its class.
+        """
+        from mmcv.ops import point_sample
+        head = self.head
+        x = head._transform_inputs(inputs)
+        with torch.no_grad():
+            points = head.get_points_train(
+                prev_output, calculate_uncertainty, cfg=train_cfg)
+        point_logits = head.forward(
+            head._get_fine_grained_point_feats(x, points),
+            head._get_coarse_point_feats(prev_output, points))
+        point_samples = []
+        for sample, sample_points in zip(batch_data_samples, points):
+            label = point_sample(
+                sample.gt_sem_seg.data[None].float(),
+                sample_points[None],
+                mode='nearest',
+                align_corners=self.align_corners)  # (1, 1, N)
+            point_sample_ = sample.clone()
+            point_sample_.gt_sem_seg = PixelData(data=label[0].long())
+            point_samples.append(point_sample_)
+        return point_logits.unsqueeze(2), point_samples
 
     def _pixel_step(self, seg_logits: Tensor,
                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
