@@ -1,0 +1,70 @@
+# pixel-level RSS version of mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py
+# (written by tools/misc/rss_config.py). The heads are trained from
+# per-pixel rewards instead of labels; everything else is inherited unchanged.
+_base_ = 'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+custom_hooks = [
+    dict(type='NumClassesCheckHook'),
+    dict(type='RandomStateHook'),
+]
+custom_imports = dict(
+    allow_failed_imports=False, imports=[
+        'mmpretrain.models',
+        'rss_mmseg',
+    ])
+model = dict(
+    auxiliary_head=dict(
+        _delete_=True,
+        head=dict(
+            align_corners=False,
+            channels=256,
+            concat_input=False,
+            dropout_ratio=0.1,
+            in_channels=384,
+            in_index=2,
+            loss_decode=dict(
+                loss_weight=0.4, type='CrossEntropyLoss', use_sigmoid=False),
+            norm_cfg=dict(requires_grad=True, type='SyncBN'),
+            num_classes=150,
+            num_convs=1,
+            type='FCNHead'),
+        loss=dict(
+            baseline='mean',
+            iw_power=1.0,
+            loss_weight=0.4,
+            type='PixelRewardLoss'),
+        num_samples=1,
+        reward=dict(correct=1.0, type='PixelMatchReward', wrong=0.0),
+        type='RSSHead'),
+    decode_head=dict(
+        _delete_=True,
+        head=dict(
+            align_corners=False,
+            channels=512,
+            dropout_ratio=0.1,
+            in_channels=[
+                96,
+                192,
+                384,
+                768,
+            ],
+            in_index=[
+                0,
+                1,
+                2,
+                3,
+            ],
+            loss_decode=dict(
+                loss_weight=1.0, type='CrossEntropyLoss', use_sigmoid=False),
+            norm_cfg=dict(requires_grad=True, type='SyncBN'),
+            num_classes=150,
+            pool_scales=(
+                1,
+                2,
+                3,
+                6,
+            ),
+            type='UPerHead'),
+        loss=dict(baseline='mean', iw_power=1.0, type='PixelRewardLoss'),
+        num_samples=1,
+        reward=dict(correct=1.0, type='PixelMatchReward', wrong=0.0),
+        type='RSSHead'))
