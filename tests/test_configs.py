@@ -86,3 +86,13 @@ def test_image_level_configs_keep_the_label_guard(path):
     psr = hooks.get('ProgressiveScaleHook')
     if psr is not None:
         assert psr['scales'][0] == cfg.model.decode_head.scales
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in CONFIGS if '/configs/rss/' in p],
+    ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_rss_configs_keep_the_guards(path):
+    """CPU and GPU-scale RSS configs alike: the class-count check and the
+    RNG states in checkpoints (exact --resume)."""
+    hooks = {h['type'] for h in Config.fromfile(path).custom_hooks}
+    assert {'NumClassesCheckHook', 'RandomStateHook'} <= hooks

@@ -26,3 +26,9 @@ model = dict(
             iw_power=1.0,
             loss_weight=0.4),
         num_samples=1))
+# the same guards as every RSS config: a head/dataset class-count mismatch
+# stops the run, and checkpoints carry every RNG state (exact --resume)
+custom_hooks = [
+    dict(type='NumClassesCheckHook'),
+    dict(type='RandomStateHook'),
+]
