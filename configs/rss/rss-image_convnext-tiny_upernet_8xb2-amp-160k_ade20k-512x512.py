@@ -56,6 +56,7 @@ model = dict(
             region_norm='mean',
             type='PSDLoss',
             uniform_weight=0.003),
+        num_classes=150,
         num_samples=32,
         reward=dict(classes='reference', type='ImageMIoUReward'),
         scales=8,

@@ -32,6 +32,7 @@ model = dict(
             iw_power=1.0,
             loss_weight=0.4,
             type='PixelRewardLoss'),
+        num_classes=150,
         num_samples=1,
         reward=dict(correct=1.0, type='PixelMatchReward', wrong=0.0),
         type='RSSHead'),
@@ -65,6 +66,7 @@ model = dict(
             ),
             type='UPerHead'),
         loss=dict(baseline='mean', iw_power=1.0, type='PixelRewardLoss'),
+        num_classes=150,
         num_samples=1,
         reward=dict(correct=1.0, type='PixelMatchReward', wrong=0.0),
         type='RSSHead'))

@@ -59,6 +59,8 @@ def wrap_head(head: Dict[str, Any],
         reward=copy.deepcopy(PIXEL_REWARD if pixel else IMAGE_REWARD),
         loss=loss,
         num_samples=1 if pixel else IMAGE_SAMPLES)
+    if 'num_classes' in head:  # so model.decode_head.num_classes=N works
+        wrapped['num_classes'] = head['num_classes']
     if not pixel:
         wrapped['scales'] = scales[0]
     return wrapped
