@@ -19,9 +19,10 @@ stream calls ``builtins.getattr``. Allowing the real ``getattr`` would open
 every attribute of every allowed class (``__init__.__globals__`` leads to
 modules and from there anywhere). Instead the name ``builtins.getattr`` is
 bound to :func:`_history_buffer_getattr`, which only returns statistics
-methods of ``HistoryBuffer`` and refuses anything else. This is
-the only module of rss_mmseg that changes upstream behaviour, and it is applied
-once by ``import rss_mmseg`` (which configs do through ``custom_imports``).
+methods of ``HistoryBuffer`` and refuses anything else. Like the other
+changes to upstream behaviour (:mod:`rss_mmseg.compat.crash_safe_checkpoint`,
+:mod:`rss_mmseg.registry`), it is applied once by ``import rss_mmseg``
+(which configs do through ``custom_imports``).
 Blanket ``weights_only=False`` is deliberately not used: it would let any
 checkpoint run code on load.
 """
