@@ -488,9 +488,9 @@ class RSSHead(BaseModule):
                 sample_points[None],
                 mode='nearest',
                 align_corners=self.align_corners)  # (1, 1, N)
-            point_sample_ = sample.clone()
-            point_sample_.gt_sem_seg = PixelData(data=label[0].long())
-            point_samples.append(point_sample_)
+            at_points = sample.clone()
+            at_points.gt_sem_seg = PixelData(data=label[0].long())
+            point_samples.append(at_points)
         return point_logits.unsqueeze(2), point_samples
 
     def _pixel_step(self, seg_logits: Tensor,
