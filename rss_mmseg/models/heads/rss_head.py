@@ -39,15 +39,13 @@ MAIN_OUTPUT_INDEX = {
 }
 
 # Heads RSS cannot wrap: what they output and what to do instead.
+_MASK_CLASSIFICATION = (
+    'it classifies masks (a set of (class, mask) queries matched to the '
+    'reference by Hungarian matching), not pixels, so there is no per-pixel '
+    'softmax to sample actions from')
 REFUSED_HEADS = {
-    'MaskFormerHead':
-    'it classifies masks (a set of (class, mask) queries matched to the '
-    'reference by Hungarian matching), not pixels, so there is no per-pixel '
-    'softmax to sample actions from',
-    'Mask2FormerHead':
-    'it classifies masks (a set of (class, mask) queries matched to the '
-    'reference by Hungarian matching), not pixels, so there is no per-pixel '
-    'softmax to sample actions from',
+    'MaskFormerHead': _MASK_CLASSIFICATION,
+    'Mask2FormerHead': _MASK_CLASSIFICATION,
     'SideAdapterCLIPHead':
     'it predicts class-agnostic mask proposals scored by CLIP text '
     'embeddings (open vocabulary), not per-pixel logits over num_classes',
