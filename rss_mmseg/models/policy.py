@@ -26,6 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# Logits of these dtypes (mixed precision) are handled in float32: see
+# :class:`PixelPolicy` and :func:`pool_logits`.
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
 # Uniforms from torch.rand have a resolution of 2**-24, so no action is drawn
 # with a probability below it; flooring q(a) there bounds importance weights
 # when float rounding lets the last class win an interval of width ~0.
@@ -167,6 +171,15 @@ class PixelPolicy:
     Detached probabilities are computed once, in float32, and shared by the
     sampler, the losses and the logged statistics. Gradients flow only
     through :attr:`logits`.
+
+    Under mixed precision the logits are float16 or bfloat16; everything
+    derived from them here (probabilities, log-probabilities, the sampling
+    policy, entropy, gathered ``pi(a)`` and ``q(a)``) is float32, and no
+    op on that path is one autocast lowers (no matmul or convolution), so
+    sampling, importance weights, advantages and the closed-form gradient
+    are float32 whatever the logits' dtype. Only the finished gradient is
+    cast back to it (:class:`~rss_mmseg.models.losses.utils.
+    _PrecomputedGradient`).
 
     Args:
         logits (Tensor): Logits of shape (B, C, H, W); the target policy is
@@ -338,13 +351,17 @@ def pool_logits(logits: Tensor, grid: ScaleType) -> Tensor:
     The cell policy is ``softmax`` of the mean logits of its pixels (a
     geometric mean of their distributions), differentiable in ``logits``.
     ``grid=None`` returns the logits unchanged (one cell per pixel).
+    Half-precision logits (mixed precision) are pooled in float32, and the
+    gradient reaches them after the division by the cell area (see
+    :class:`_PoolInFloat32`).
 
     Args:
         logits (Tensor): Logits (B, C, H, W).
         grid (tuple[int, int] | None): Number of cell rows and columns.
 
     Returns:
-        Tensor: Cell logits (B, C, rows, cols).
+        Tensor: Cell logits (B, C, rows, cols); float32 for float16 or
+        bfloat16 logits, else of the logits' dtype.
     """
     if grid is None or tuple(grid) == tuple(logits.shape[-2:]):
         return logits
@@ -353,7 +370,40 @@ def pool_logits(logits: Tensor, grid: ScaleType) -> Tensor:
         raise ValueError(f'PSR grid {tuple(grid)} is finer than the logits '
                          f'map {(H, W)} it pools: use a scale <= {(H, W)} '
                          '(or None for full resolution)')
+    if logits.dtype in HALF_DTYPES:
+        return _PoolInFloat32.apply(logits, tuple(grid))
     return F.adaptive_avg_pool2d(logits, grid)
+
+
+class _PoolInFloat32(torch.autograd.Function):
+    """``adaptive_avg_pool2d`` of half-precision logits, in float32.
+
+    Under mixed precision (``--amp``) the head's logits are float16 or
+    bfloat16. Pooled in their own dtype, the cell gradient would be cast to
+    it *before* the pooling's backward divides it by the cell area: a cell
+    gradient of ~1 (one image, K = 2, a 1x1 grid, group-normalized
+    advantages) times a loss scale of 2**16 is ``inf`` in float16, although
+    the per-pixel gradient is ``area`` times smaller. Here the cell logits
+    are float32 (the policy, the losses and the closed-form gradient stay
+    float32), the cell gradient is spread over the pixels in float32 and
+    cast once, per pixel. Nothing of full resolution is saved for backward
+    (``F.adaptive_avg_pool2d(logits.float())`` would keep the float32
+    copy).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, grid: Tuple[int, int]) -> Tensor:
+        ctx.shape = logits.shape
+        ctx.dtype = logits.dtype
+        return F.adaptive_avg_pool2d(logits.float(), grid)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
+        # the pooling's backward reads only the input's shape
+        shape_of = grad.new_empty(ctx.shape, dtype=torch.float32)
+        grad_in = torch.ops.aten._adaptive_avg_pool2d_backward(
+            grad.float().contiguous(), shape_of)
+        return grad_in.to(ctx.dtype), None
 
 
 def upsample_actions(actions: Tensor, size: Tuple[int, int]) -> Tensor:

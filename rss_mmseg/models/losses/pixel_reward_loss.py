@@ -38,10 +38,20 @@ gradient w.r.t. the logits is formed in closed form,
 ``(pi * sum_c W[c] - W) / N``, without autograd through ``log_softmax``: the
 backward costs one multiplication whatever K, and the whole loss costs
 about as much as ``F.cross_entropy``.
+
+Mixed precision: the weights ``w`` reach ``1/q(a) = 2**24`` (the floor of
+``q``), and the gradient of one logit ``loss_weight * w r / N``. In float16
+(max 65504) times ``GradScaler``'s initial loss scale 2**16 that is ``inf``
+for any batch of fewer than ~1.7e7 * loss_weight pixels. With float16
+logits the weights are therefore capped at :data:`FP16_MAX_WEIGHT`
+(``max_weight='auto'``); float32 and bfloat16 (float32's range) are left
+exact. See ``docs/method.md``, "Mixed precision".
 """
-from typing import Dict, Optional, Tuple
+import logging
+from typing import Dict, Optional, Tuple, Union
 
 import torch
+from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
@@ -50,6 +60,14 @@ from ..policy import PixelPolicy
 from .utils import _PrecomputedGradient, collapse_weights
 
 BASELINES = ('none', 'mean', 'loo', 'syncan')
+
+# Cap of the importance weights w and rho when the logits are float16
+# (max_weight='auto'): it biases only actions drawn with probability below
+# 1/1024, and bounds the gradient of a logit by 1024 times the largest one
+# of cross-entropy with the same loss weight (rewards in [0, 1]), finite
+# in float16 at loss scales up to 65504 N / (1024 * loss_weight), 2**22 for
+# one 256x256 image.
+FP16_MAX_WEIGHT = 1024.0
 
 __all__ = ['PixelRewardLoss', 'collapse_weights']
 
@@ -85,6 +103,23 @@ class PixelRewardLoss(nn.Module):
             that turns REINFORCE into cross-entropy, at this value (lower
             variance, biased towards REINFORCE for low-probability
             classes; the prototype used 10). Defaults to None.
+        max_weight (float | str | None): Cap on the importance weights
+            ``w`` and ``rho`` (after ``clip_weight``). ``'auto'``
+            (default): :data:`FP16_MAX_WEIGHT` (1024) when the logits are
+            float16 (mixed precision), announced once in the log, and no
+            cap for float32 or bfloat16 logits, whose results are
+            unchanged. On-policy the cap bounds the advantages by
+            ``1024 (r_max - r_min)`` (SyncAN's are z-scores, at most
+            ``sqrt(K N)``) and the gradient of a logit by
+            ``1024 * loss_weight * (r_max - r_min) / N``, which float16
+            holds at loss scales up to ``65504 N / (1024 * loss_weight *
+            (r_max - r_min))``; uncapped, one rewarded action drawn with
+            ``q(a) = 2**-24`` is ``inf`` at the loss scale 2**16 for any
+            batch of fewer than ~1.7e7 * loss_weight pixels. Like
+            ``clip_weight`` it biases only actions drawn with probability
+            below the inverse cap, towards REINFORCE; the arg-max of the
+            optimum is unchanged. None: no cap; a number: that cap, for
+            every dtype. Defaults to 'auto'.
         entropy_weight (float): Weight of an entropy bonus (mean policy
             entropy over the same pixels), added to the gradient in closed
             form. Defaults to 0.0.
@@ -103,6 +138,7 @@ class PixelRewardLoss(nn.Module):
                  baseline: str = 'mean',
                  iw_power: float = 1.0,
                  clip_weight: Optional[float] = None,
+                 max_weight: Union[float, str, None] = 'auto',
                  entropy_weight: float = 0.0,
                  avg_non_ignore: bool = False,
                  eps: float = 1e-6,
@@ -115,6 +151,11 @@ class PixelRewardLoss(nn.Module):
             raise ValueError(f'iw_power must be in [0, 1], got {iw_power}')
         if clip_weight is not None and clip_weight <= 0:
             raise ValueError(f'clip_weight must be > 0, got {clip_weight}')
+        if not (max_weight is None or max_weight == 'auto' or
+                (isinstance(max_weight, (int, float))
+                 and not isinstance(max_weight, bool) and max_weight > 0)):
+            raise ValueError("max_weight must be 'auto', None or a number "
+                             f'> 0, got {max_weight!r}')
         if not loss_name.startswith('loss_'):
             raise ValueError('loss_name must start with "loss_" to be '
                              f'back-propagated, got {loss_name!r}')
@@ -122,10 +163,34 @@ class PixelRewardLoss(nn.Module):
         self.baseline = baseline
         self.iw_power = float(iw_power)
         self.clip_weight = clip_weight
+        self.max_weight = max_weight if max_weight in (None, 'auto') \
+            else float(max_weight)
+        self._announced_cap = False
         self.entropy_weight = entropy_weight
         self.avg_non_ignore = avg_non_ignore
         self.eps = eps
         self._loss_name = loss_name
+
+    def weight_cap(self, policy: PixelPolicy) -> Optional[float]:
+        """The cap on the importance weights for this policy's logits (see
+        ``max_weight``), or None."""
+        if self.max_weight != 'auto':
+            return self.max_weight
+        if policy.logits.dtype != torch.float16:
+            return None
+        if not self._announced_cap:
+            self._announced_cap = True
+            print_log(
+                f'{type(self).__name__}: float16 logits (mixed precision): '
+                f'importance weights are capped at {FP16_MAX_WEIGHT:g} '
+                "(max_weight='auto') so that the logits gradient stays "
+                'finite in float16 under loss scaling; this biases only '
+                f'actions drawn with probability < 1/{FP16_MAX_WEIGHT:g}. '
+                'Set max_weight=None for no cap, or a number (see '
+                'docs/method.md, "Mixed precision")',
+                logger='current',
+                level=logging.WARNING)
+        return FP16_MAX_WEIGHT
 
     def importance_weights(self, policy: PixelPolicy, actions: Tensor
                            ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -135,7 +200,8 @@ class PixelRewardLoss(nn.Module):
             tuple[Tensor | None, Tensor | None]: ``w``, the weight of the
             reward, ``pi(a)**(1-p) / q(a)`` with ``pi(a)**(-p)`` clipped at
             ``clip_weight`` (None when it is 1), and ``rho = pi(a) / q(a)``,
-            the off-policy ratio (None on-policy).
+            the off-policy ratio (None on-policy); both capped at
+            :meth:`weight_cap`.
         """
         if policy.on_policy:
             if self.iw_power == 0.0 and self.clip_weight is None:
@@ -156,6 +222,10 @@ class PixelRewardLoss(nn.Module):
                 num = torch.minimum(num, pi * self.clip_weight)
             w = num.div_(q)
         rho = None if policy.on_policy else pi / q
+        cap = self.weight_cap(policy)
+        if cap is not None:
+            w = w.clamp_(max=cap)
+            rho = None if rho is None else rho.clamp_(max=cap)
         return w, rho
 
     def advantages(self, policy: PixelPolicy, actions: Tensor,
@@ -239,7 +309,7 @@ class PixelRewardLoss(nn.Module):
             if self.avg_non_ignore:
                 num = valid.sum().clamp_(min=1).float()
             else:
-                num = torch.tensor(float(valid.numel()), device=adv.device)
+                num = torch.full((), float(valid.numel()), device=adv.device)
             scale = self.loss_weight / num
             probs = policy.probs
             # d/dz of -1/(NK) sum_k A_k log pi(a_k):
@@ -270,6 +340,7 @@ class PixelRewardLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'baseline={self.baseline!r}, iw_power={self.iw_power}, '
                 f'clip_weight={self.clip_weight}, '
+                f'max_weight={self.max_weight!r}, '
                 f'entropy_weight={self.entropy_weight}, '
                 f'loss_weight={self.loss_weight}')
 

@@ -17,7 +17,21 @@ from ..policy import PixelPolicy
 
 
 class _PrecomputedGradient(torch.autograd.Function):
-    """Return ``value`` with ``d value / d logits = grad``."""
+    """Return ``value`` with ``d value / d logits = grad``.
+
+    ``grad`` is float32 (formed from the policy's float32 probabilities).
+    Under mixed precision the logits are float16 or bfloat16: backward
+    multiplies ``grad`` by the incoming gradient (the loss scale of
+    ``GradScaler`` times any loss weights) in float32 and casts the product
+    once to the logits' dtype, so the hand-off is exact up to one rounding.
+    A product beyond the dtype's range becomes ``inf`` on purpose, not a
+    saturated value: ``GradScaler`` then skips the step and lowers its
+    scale, whereas a silently saturated gradient would take a step whose
+    direction depends on the current scale. The losses keep the product
+    in range by construction (bounded advantages, importance weights
+    capped under float16, pooling in float32); see ``docs/method.md``,
+    "Mixed precision".
+    """
 
     @staticmethod
     def forward(ctx, logits: Tensor, value: Tensor, grad: Tensor) -> Tensor:
