@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from ..pair_sampling import sample_local_variants
 from ..policy import (PixelPolicy, ScaleSpec, ScaleType, as_grid,
                       pool_logits, serial_cpu_ops, upsample_actions)
-from ..rewards.checks import RewardError, check_reward_output
+from ..rewards.checks import (DATA_KINDS, RewardChecks, RewardError,
+                              check_reward_output, deferred_checks)
 from ..rewards.pixel import stack_gt_sem_seg
 
 # The policy entropy and the arg-max accuracy are logged from a regular
@@ -170,10 +171,24 @@ class RSSHead(BaseModule):
             samples).
         on_bad_reward (str): What a reward that raises or returns NaN/inf,
             the wrong shape or dtype, or values outside its ``value_range``
-            does: ``'raise'`` stops with a :class:`RewardError` naming the
-            reward and the iteration; ``'skip'`` gives the batch no
-            gradient and counts it (logged as ``bad_reward``). Defaults to
-            'raise'.
+            (or a built-in reward given reference or action values that are
+            not class indices) does: ``'raise'`` stops with a
+            :class:`RewardError` naming the reward, the problem and the
+            first iteration it occurred at; ``'skip'`` counts it and warns.
+            Either way the batch gets no gradient (logged as
+            ``bad_reward``). Raising and returning the wrong shape or dtype
+            are known on the host and act at once; bad values are found on
+            the device and acted on at the next check (``check_interval``).
+            Defaults to 'raise'.
+        check_interval (int): How often, in training steps, the head reads
+            the device-side record of bad reward values (one host-device
+            sync): after the first step, then every ``check_interval``
+            steps, at the last iteration (mmengine's ``max_iters``) and
+            when it leaves training mode with steps unchecked (validation,
+            early stopping). Between checks a bad batch trains nothing, so
+            a bad reward never reaches the weights; 1 checks every step (a
+            sync per step, as an eager check would). Defaults to 50
+            (mmengine's default logging interval).
         num_classes (int, optional): If given, overrides the wrapped head's
             ``num_classes`` (so ``model.decode_head.num_classes=N`` works as
             for a plain head). Defaults to None.
@@ -220,6 +235,7 @@ class RSSHead(BaseModule):
                  scales: Union[ScaleSpec, Sequence[ScaleSpec]] = None,
                  local_block: Union[float, Tuple[int, int], None] = None,
                  on_bad_reward: str = 'raise',
+                 check_interval: int = 50,
                  num_classes: Union[int, None] = None,
                  output_index: Union[int, None] = None,
                  extra_outputs: str = 'reward',
@@ -231,6 +247,10 @@ class RSSHead(BaseModule):
         if on_bad_reward not in ('raise', 'skip'):
             raise ValueError("on_bad_reward must be 'raise' or 'skip', got "
                              f'{on_bad_reward!r}')
+        if isinstance(check_interval, bool) or not isinstance(
+                check_interval, int) or check_interval < 1:
+            raise ValueError('check_interval must be an int >= 1 (training '
+                             f'steps between checks), got {check_interval!r}')
         if extra_outputs not in ('reward', 'drop'):
             raise ValueError("extra_outputs must be 'reward' or 'drop', got "
                              f'{extra_outputs!r}')
@@ -313,7 +333,14 @@ class RSSHead(BaseModule):
         # them (``needs_inputs``); never part of the state dict.
         self.reward_inputs: Union[Tensor, None] = None
         self._bad_reward_batches = 0
-        self._last_bad_reward = 0.0  # 1.0 when this step's batch was skipped
+        # Bad reward values are found on the device (see _score): recorded
+        # here, read every check_interval steps (check_rewards).
+        self.check_interval = check_interval
+        self._reward_checks = RewardChecks(num_classes=self.num_classes)
+        self._steps = 0  # training steps (loss calls) so far
+        self._unchecked_steps = 0  # steps since the record was last read
+        self._step_bad: Union[Tensor, None] = None  # this step: bad batch
+        self._reward_label = 'training iteration'  # what the steps count
 
     @property
     def scales(self) -> List[ScaleType]:
@@ -424,9 +451,12 @@ class RSSHead(BaseModule):
         """
         *prev_output, batch_data_samples, train_cfg = args
         if _is_point_head(self.head):
+            self._begin_step()
             point_logits, point_samples = self._point_logits(
                 inputs, prev_output[0], batch_data_samples, train_cfg)
-            return self._pixel_step(point_logits, point_samples)
+            losses = self._pixel_step(point_logits, point_samples)
+            self._end_step()
+            return losses
         return self.loss_by_feat(
             self.forward(inputs, *prev_output), batch_data_samples)
 
@@ -438,6 +468,7 @@ class RSSHead(BaseModule):
         'reward'`` every other segmentation map is trained the same way
         (only its ``loss_*`` items are kept, prefixed ``extra<i>.``).
         """
+        self._begin_step()
         main, extras = self._split_outputs(seg_logits)
         losses = self._policy_step(main, batch_data_samples)
         for i, extra in enumerate(extras, 1):
@@ -445,7 +476,77 @@ class RSSHead(BaseModule):
                     extra, batch_data_samples).items():
                 if 'loss' in name:
                     losses[f'extra{i}.{name}'] = value * self.extra_weight
+        self._end_step()
         return losses
+
+    def train(self, mode: bool = True) -> 'RSSHead':
+        """Set the training mode; leaving training first reads the record
+        of bad rewards if steps are unchecked (:meth:`check_rewards`), so
+        a run that stops early (validation, early stopping) does not end
+        with unreported bad batches."""
+        if not mode and self.training and getattr(self, '_unchecked_steps',
+                                                  0):
+            self.check_rewards()
+        return super().train(mode)
+
+    def _begin_step(self) -> None:
+        self._step_bad = None
+
+    def _end_step(self) -> None:
+        """Count the step; read the record of bad rewards when it is due:
+        after the first step, every ``check_interval`` steps and at the
+        last training iteration."""
+        self._steps += 1
+        self._unchecked_steps += 1
+        hub = MessageHub.get_current_instance()
+        iteration, max_iters = hub.get_info('iter'), hub.get_info('max_iters')
+        last = (isinstance(iteration, int) and isinstance(max_iters, int)
+                and iteration + 1 >= max_iters)
+        if self._steps == 1 or last or \
+                self._unchecked_steps >= self.check_interval:
+            self.check_rewards()
+
+    def _step_number(self) -> Tuple[int, str]:
+        """The current step for messages: mmengine's iteration (0-based)
+        when a runner set it, else the number of loss calls so far."""
+        iteration = MessageHub.get_current_instance().get_info('iter')
+        if isinstance(iteration, int):
+            return iteration, 'training iteration'
+        return self._steps, 'loss call'
+
+    def check_rewards(self) -> None:
+        """Act on the bad reward values found since the last check.
+
+        Reads the head's device-side record (one host-device sync; under
+        distributed training a collective, so all ranks call it at the same
+        steps and all see the same problems). With
+        ``on_bad_reward='raise'`` raises a :class:`RewardError` naming the
+        reward, each problem and the first iteration it occurred at; with
+        ``'skip'`` counts the bad batches and warns. Called by the head
+        itself (see ``check_interval``); callable any time.
+        """
+        steps, self._unchecked_steps = self._unchecked_steps, 0
+        report = self._reward_checks.collect()
+        if report is None:
+            return
+        label = self._reward_label
+        problems = '; and '.join(
+            (f'{self.reward!r}: ' if p.kind in DATA_KINDS else '') +
+            f'{p.text}, first at {label} {p.first + 1}' +
+            (f' ({p.calls} batches)' if p.calls > 1 else '')
+            for p in report.problems)
+        found = (f' [{report.bad_calls} bad batch(es) in the last {steps} '
+                 'step(s), all given no gradient]')
+        if self.on_bad_reward == 'raise':
+            raise RewardError(
+                problems + found + ". Fix the reward, or set model."
+                "decode_head.on_bad_reward='skip' to skip such batches")
+        self._bad_reward_batches += report.bad_calls
+        print_log(
+            f'skipped {report.bad_calls} batch(es) '
+            f'({self._bad_reward_batches} so far): {problems}',
+            logger='current',
+            level=logging.WARNING)
 
     def _policy_step(self, seg_logits: Tensor,
                      batch_data_samples: SampleList) -> Dict[str, Tensor]:
@@ -551,7 +652,7 @@ class RSSHead(BaseModule):
                 self._statistics(seg_logits, actions, rewards, valid,
                                  batch_data_samples))
         rows, cols = self.scales[-1] or size
-        losses['psr_cells'] = seg_logits.new_tensor(float(rows * cols))
+        losses['psr_cells'] = seg_logits.new_full((), float(rows * cols))
         return losses
 
     def _learn(self, policy: PixelPolicy, actions: Tensor, rewards: Tensor,
@@ -578,12 +679,19 @@ class RSSHead(BaseModule):
         maps (built-in confusion rewards, see
         :func:`~rss_mmseg.models.rewards.per_image_cell_confusion`).
 
-        A reward that raises, or returns the wrong shape or dtype,
-        non-finite values or values outside its declared ``value_range``
-        stops the run with a :class:`RewardError` naming the reward and the
+        A reward that raises, or returns the wrong shape or dtype, stops
+        the run with a :class:`RewardError` naming the reward and the
         iteration; with ``on_bad_reward='skip'`` the batch is instead marked
         invalid (no gradient, collectives still run on every rank) and
         counted in the log (``bad_reward``).
+
+        Values are checked without a host-device sync: non-finite rewards,
+        rewards outside the declared ``value_range`` and (built-in rewards)
+        reference or action values that are not class indices are noted in
+        the head's device-side record, and the batch is made inert on the
+        device (rewards 0, nothing valid: no gradient, and no NaN reaches
+        the losses). :meth:`check_rewards` reads the record every
+        ``check_interval`` steps and raises or warns then.
         """
         if getattr(self.reward, 'needs_inputs',
                    False) and self.reward_inputs is None:
@@ -592,16 +700,22 @@ class RSSHead(BaseModule):
                 'the segmentor did not hand them over. Fix: set '
                 "model.type='RSSEncoderDecoder' (or pass_inputs=False in the "
                 'reward config)')
+        checks = self._reward_checks
+        step, self._reward_label = self._step_number()
+        checks.begin_call(step, actions.device)
         try:
-            if cells:
-                out = self.reward.score_cells(actions, batch_data_samples)
-            elif getattr(self.reward, 'needs_inputs', False):
-                out = self.reward(actions, batch_data_samples,
-                                  inputs=self.reward_inputs)
-            else:
-                out = self.reward(actions, batch_data_samples)
+            with deferred_checks(checks):
+                if cells:
+                    out = self.reward.score_cells(actions,
+                                                  batch_data_samples)
+                elif getattr(self.reward, 'needs_inputs', False):
+                    out = self.reward(
+                        actions, batch_data_samples,
+                        inputs=self.reward_inputs)
+                else:
+                    out = self.reward(actions, batch_data_samples)
             rewards, valid = check_reward_output(self.reward, out, actions,
-                                                 self.level)
+                                                 self.level, checks)
         except RewardError as error:
             return self._bad_reward(error, actions)
         except Exception as error:  # the user's scorer failed
@@ -609,7 +723,15 @@ class RSSHead(BaseModule):
                 RewardError(f'{self.reward!r} raised '
                             f'{type(error).__name__}: {error}'), actions,
                 error)
-        self._last_bad_reward = 0.0
+        finally:
+            bad = checks.end_call()
+        if bad is not None:
+            # a bad batch trains nothing: all of it invalid, rewards 0 (no
+            # NaN reaches the losses), decided on the device
+            rewards = rewards.masked_fill(bad, 0.0)
+            valid = valid & ~bad
+            self._step_bad = bad if self._step_bad is None \
+                else self._step_bad | bad
         return rewards, valid
 
     def _bad_reward(self,
@@ -626,7 +748,7 @@ class RSSHead(BaseModule):
                 message + ". Fix the reward, or set model.decode_head."
                 "on_bad_reward='skip' to skip such batches") from cause
         self._bad_reward_batches += 1
-        self._last_bad_reward = 1.0
+        self._step_bad = actions.new_ones((), dtype=torch.bool)
         print_log(
             f'skipped a batch ({self._bad_reward_batches} so far): '
             f'{message}',
@@ -658,8 +780,9 @@ class RSSHead(BaseModule):
             num = valid.sum() * rewards.shape[0]
             stats['reward'] = (rewards.float() * valid).sum() / num.clamp(
                 min=1)
-        stats['bad_reward'] = seg_logits.new_tensor(
-            self._last_bad_reward)
+        stats['bad_reward'] = seg_logits.new_zeros(()) \
+            if self._step_bad is None else self._step_bad.to(
+                seg_logits.dtype)
         st = _STATS_STRIDE
         probs = torch.softmax(seg_logits.detach()[..., ::st, ::st].float(), 1)
         entropy = -(probs * probs.clamp(min=1e-30).log()).sum(1)

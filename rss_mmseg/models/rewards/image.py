@@ -2,8 +2,15 @@
 
 Every reward here is a function of the per-image confusion matrix of a
 sampled map against the hidden reference, so all K samples and B images are
-counted by one :func:`torch.bincount` (:func:`per_image_confusion`) and
-scored by a few operations on the small (K, B, C, C) result.
+counted by one histogram (:func:`per_image_confusion`) and scored by a few
+operations on the small (K, B, C, C) result.
+
+Inside an :class:`~rss_mmseg.models.heads.RSSHead` nothing here reads a
+tensor value on the host (no host-device sync): the number of classes is
+the head's when the reward has none, the histogram has a known length, and
+reference or action values that are not class indices are noted in the
+head's :class:`~rss_mmseg.models.rewards.checks.RewardChecks` (and counted
+as ignored, or as the last class) instead of raising at once.
 """
 from numbers import Integral
 from typing import List, Optional, Tuple
@@ -14,6 +21,7 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from ..policy import pixel_cells
+from .checks import RewardChecks, checking
 from .pixel import stack_gt_sem_seg
 
 __all__ = [
@@ -37,72 +45,139 @@ def _check_actions(actions: Tensor) -> None:
                         f'dtype {actions.dtype}')
 
 
-def _reference_range(reference: Tensor,
-                     valid: Tensor) -> Optional[Tuple[int, int]]:
-    """(min, max) of the non-ignored reference values, or None."""
-    if not bool(valid.any()):
-        return None
+def _reads_are_free(device: torch.device) -> bool:
+    """Whether reading tensor values on the host costs no device sync.
+
+    True for CPU tensors: there the data-dependent shortcuts (a bincount
+    sized by its input, clamping only what needs it) are free; on an
+    accelerator every value check stays on the device.
+    """
+    return device.type == 'cpu'
+
+
+def _describe_reference(num_classes: int, ignore_index: int):
+
+    def describe(low: float, high: float) -> str:
+        value, bound = (int(low), 'is negative') if low < 0 else (
+            int(high), f'is not a class index for num_classes={num_classes}')
+        return (f'reference value {value} {bound} (nor the ignore_index '
+                f'{ignore_index}); check ignore_index and num_classes')
+
+    return describe
+
+
+def _describe_action(num_classes: int):
+
+    def describe(low: float, high: float) -> str:
+        if low < 0:
+            return (f'action value {int(low)} is negative; actions must be '
+                    'class indices')
+        return (f'action value {int(high)} is not a class index for '
+                f'num_classes={num_classes}')
+
+    return describe
+
+
+def _check_reference(reference: Tensor, valid: Tensor, num_classes: int,
+                     ignore_index: int, checks: RewardChecks) -> Tensor:
+    """Note non-ignored reference values outside [0, C); the valid mask
+    without them (they are counted as ignored)."""
     low, high = torch.aminmax(reference.masked_fill(~valid, 0))
-    return int(low), int(high)
+    checks.note('reference', (low < 0) | (high >= num_classes), low, high,
+                _describe_reference(num_classes, ignore_index),
+                ('reference', num_classes, ignore_index))
+    return valid & (reference >= 0) & (reference < num_classes)
 
 
-def _bad_reference(value: int, num_classes: Optional[int]) -> ValueError:
-    bound = 'is negative' if num_classes is None else \
-        f'is not a class index for num_classes={num_classes}'
-    return ValueError(f'reference value {value} {bound} (nor the '
-                      'ignore_index); check ignore_index and num_classes')
+def _check_action_values(actions: Tensor, num_classes: int,
+                         checks: RewardChecks) -> Tensor:
+    """Note action values outside [0, C); the actions clamped into it."""
+    low, high = torch.aminmax(actions)
+    bad = (low < 0) | (high >= num_classes)
+    checks.note('action', bad, low, high, _describe_action(num_classes),
+                ('action', num_classes))
+    if _reads_are_free(actions.device) and not bool(bad):
+        return actions
+    return actions.clamp(0, num_classes - 1)
+
+
+def _histogram(index: Tensor, length: int) -> Tensor:
+    """Counts of each value of a 1-D ``index`` known to lie in
+    [0, length), exactly ``length`` of them, int64.
+
+    ``torch.bincount`` on CUDA reads the input's maximum and minimum on the
+    host to size its output: a sync. ``index_add_`` into a buffer of the
+    known length does not (and is deterministic for integer counts).
+    """
+    if _reads_are_free(index.device):
+        return torch.bincount(index, minlength=length)
+    one = torch.ones((), dtype=torch.long, device=index.device)
+    return torch.zeros(
+        length, dtype=torch.long, device=index.device).index_add_(
+            0, index, one.expand(index.numel()))
+
+
+def _infer_num_classes(actions: Tensor, reference: Tensor,
+                       valid: Tensor) -> int:
+    """``max(actions, valid reference) + 1``: reads values on the host, so
+    only for rewards called without a number of classes (never by
+    :class:`~rss_mmseg.models.heads.RSSHead`, which provides its own)."""
+    high = max(int(actions.max()),
+               int(reference.masked_fill(~valid, 0).max()))
+    return max(high + 1, 1)
+
+
+def _num_classes(num_classes: Optional[int],
+                 checks: Optional[RewardChecks]) -> Optional[int]:
+    """The given number of classes, else the active record's, else None."""
+    if num_classes is None and checks is not None:
+        return checks.num_classes
+    return num_classes
 
 
 def _count_pixels(actions: Tensor, reference: Tensor, valid: Tensor,
-                  ref_classes: int, min_pred_classes: int) -> Tensor:
-    """Counts of shape (P, K, B, ref_classes + 1) from one bincount.
+                  num_classes: int) -> Tensor:
+    """Counts of shape (C, K, B, C + 1) from one histogram.
 
-    The flat index is ``pred * S + (k * B + b) * R1 + ref`` with
-    ``R1 = ref_classes + 1`` and ``S = K * B * R1``; ignored pixels use the
-    last reference slot. The predicted class is the most significant digit,
-    so ``P = ceil(len / S)`` is one more than the largest action whatever
-    it is, and a negative action gives a negative index, which
-    ``bincount`` rejects.
+    The flat index is ``pred * S + (k * B + b) * (C + 1) + ref`` with
+    ``S = K * B * (C + 1)``; ignored pixels use the last reference slot.
+    The actions and the reference must already lie in [0, C).
     """
     K, B = actions.shape[:2]
-    slots = ref_classes + 1
+    slots = num_classes + 1
     stride = K * B * slots
     # (B, H, W) part of the index: image offset and reference slot.
-    image_part = reference.masked_fill(~valid, ref_classes)
+    image_part = reference.masked_fill(~valid, num_classes)
     image_part += torch.arange(
         B, device=actions.device).mul_(slots).view(B, 1, 1)
     # The one (K, B, H, W) temporary; int64 by type promotion.
     index = torch.add(image_part, actions, alpha=stride)
     index += torch.arange(
         K, device=actions.device).mul_(B * slots).view(K, 1, 1, 1)
-    try:
-        # Order does not matter to bincount; reshape copies only if the
-        # actions had a non-contiguous layout.
-        counts = torch.bincount(
-            index.reshape(-1), minlength=min_pred_classes * stride)
-    except RuntimeError as error:  # a negative index: a negative action
-        low = int(actions.min())
-        if low < 0:
-            raise ValueError(f'action value {low} is negative; actions '
-                             'must be class indices') from error
-        raise
-    pred_classes = -(-counts.numel() // stride)
-    if counts.numel() < pred_classes * stride:
-        counts = torch.cat(
-            [counts,
-             counts.new_zeros(pred_classes * stride - counts.numel())])
-    return counts.view(pred_classes, K, B, slots)
+    # Order does not matter to a histogram; reshape copies only if the
+    # actions had a non-contiguous layout.
+    counts = _histogram(index.reshape(-1), num_classes * stride)
+    return counts.view(num_classes, K, B, slots)
 
 
-def _to_confusion(counts: Tensor, num_classes: int) -> Tensor:
-    """(P, K, B, R + 1) counts -> (K, B, C, C), ignored pixels dropped."""
-    pred_classes, K, B, slots = counts.shape
-    counts = counts[..., :slots - 1].permute(1, 2, 3, 0)
-    if counts.shape[-2:] == (num_classes, num_classes):
-        return counts.contiguous()
-    confusion = counts.new_zeros(K, B, num_classes, num_classes)
-    confusion[:, :, :slots - 1, :pred_classes] = counts
-    return confusion
+def _to_confusion(counts: Tensor) -> Tensor:
+    """(C, K, B, C + 1) counts -> (K, B, C, C), ignored pixels dropped."""
+    return counts[..., :-1].permute(1, 2, 3, 0).contiguous()
+
+
+def _confusion(actions: Tensor, reference: Tensor, num_classes: Optional[int],
+               ignore_index: int, checks: RewardChecks) -> Tensor:
+    """Confusion matrices (K, B, C, C) with value checks noted in
+    ``checks``; C inferred from the data when ``num_classes`` is None."""
+    reference = reference.to(device=actions.device, dtype=torch.long)
+    valid = reference != ignore_index
+    if num_classes is None:
+        num_classes = _infer_num_classes(actions, reference, valid)
+    valid = _check_reference(reference, valid, num_classes, ignore_index,
+                             checks)
+    actions = _check_action_values(actions, num_classes, checks)
+    return _to_confusion(
+        _count_pixels(actions, reference, valid, num_classes))
 
 
 def per_image_confusion(actions: Tensor,
@@ -111,16 +186,21 @@ def per_image_confusion(actions: Tensor,
                         ignore_index: int = 255) -> Tensor:
     """Confusion matrix of every sampled map against its reference.
 
-    All K * B matrices come from one :func:`torch.bincount` over a flat
-    int64 index of the pixels, ``pred * S + (k * B + b) * (C + 1) + ref``
-    with ``S = K * B * (C + 1)``: the same counts as the index
-    ``((k * B + b) * C + ref) * C + pred``, in another order. Ignored
-    pixels fall in an extra reference slot ``ref = C`` that is dropped
-    afterwards, so nothing is gathered or masked at full size, and the
-    index is the only (K, B, H, W) temporary. With the predicted class as
-    the most significant digit the actions validate themselves: one
-    ``>= C`` shows as an index past ``C * S``, a negative one as a negative
-    index, with no extra pass over the actions.
+    All K * B matrices come from one histogram (:func:`torch.bincount` on
+    CPU) over a flat int64 index of the pixels,
+    ``pred * S + (k * B + b) * (C + 1) + ref`` with ``S = K * B * (C + 1)``:
+    the same counts as the index ``((k * B + b) * C + ref) * C + pred``, in
+    another order. Ignored pixels fall in an extra reference slot
+    ``ref = C`` that is dropped afterwards, so nothing is gathered or
+    masked at full size, and the index is the only (K, B, H, W) temporary.
+
+    Values are checked without reading them on the host: inside an
+    :class:`~rss_mmseg.models.heads.RSSHead` (an active
+    :class:`~rss_mmseg.models.rewards.checks.RewardChecks`) an action or a
+    non-ignored reference value outside [0, C) is noted there (the head
+    raises at its next check and gives the batch no gradient) and counted
+    as class C - 1 or as ignored; called on its own, it raises a
+    ``ValueError`` here.
 
     Args:
         actions (Tensor): Sampled classes of shape (K, B, H, W), integer.
@@ -140,19 +220,9 @@ def per_image_confusion(actions: Tensor,
     if tuple(reference.shape) != tuple(actions.shape[1:]):
         raise ValueError(f'actions {tuple(actions.shape)} do not match the '
                          f'reference maps {tuple(reference.shape)}')
-    num_classes = int(num_classes)
-    reference = reference.to(device=actions.device, dtype=torch.long)
-    valid = reference != ignore_index
-    span = _reference_range(reference, valid)
-    if span is not None and (span[0] < 0 or span[1] >= num_classes):
-        raise _bad_reference(span[0] if span[0] < 0 else span[1],
-                             num_classes)
-    counts = _count_pixels(actions, reference, valid, num_classes,
-                           num_classes)
-    if counts.shape[0] > num_classes:
-        raise ValueError(f'action value {counts.shape[0] - 1} is not a '
-                         f'class index for num_classes={num_classes}')
-    return _to_confusion(counts, num_classes)
+    with checking() as checks:
+        return _confusion(actions, reference, int(num_classes), ignore_index,
+                          checks)
 
 
 def per_image_cell_confusion(cell_actions: Tensor,
@@ -163,19 +233,21 @@ def per_image_cell_confusion(cell_actions: Tensor,
 
     Exactly :func:`per_image_confusion` of
     ``upsample_actions(cell_actions, reference.shape[-2:])``, computed in
-    two small steps: one :func:`torch.bincount` over the B reference maps
-    counts the reference classes of every cell (B, cells, C + 1), once per
-    step whatever K; then the one-hot (class chosen, cell) matrices of the
-    K samples of an image multiply its cell histograms (one batched matmul,
+    two small steps: one histogram over the B reference maps counts the
+    reference classes of every cell (B, cells, C + 1), once per step
+    whatever K; then the one-hot (class chosen, cell) matrices of the K
+    samples of an image multiply its cell histograms (one batched matmul,
     K x C x cells by cells x (C + 1) per image). No (K, B, H, W) tensor is
     ever built, so scoring K = 32 grids costs about what scoring one
-    full-resolution map does.
+    full-resolution map does. Values are checked as by
+    :func:`per_image_confusion`.
 
     Args:
         cell_actions (Tensor): Cell classes (K, B, rows, cols), integer.
         reference (Tensor): Reference maps (B, H, W), integer; H >= rows and
             W >= cols.
-        num_classes (int, optional): Number of classes C; None takes
+        num_classes (int, optional): Number of classes C; None takes the
+            active record's (inside an RSSHead: the head's), else
             ``max(actions, valid reference) + 1``. Defaults to None.
         ignore_index (int): Reference value of pixels that are not counted.
             Defaults to 255.
@@ -195,27 +267,20 @@ def per_image_cell_confusion(cell_actions: Tensor,
     device = cell_actions.device
     reference = reference.to(device=device, dtype=torch.long)
     valid = reference != ignore_index
-    span = _reference_range(reference, valid)
-    low, high = (int(v) for v in torch.aminmax(cell_actions))
-    if low < 0:
-        raise ValueError(f'action value {low} is negative; actions must '
-                         'be class indices')
-    if span is not None and span[0] < 0:
-        raise _bad_reference(span[0], num_classes)
-    if num_classes is None:
-        num_classes = max(high + 1, 1 if span is None else span[1] + 1)
-    elif span is not None and span[1] >= num_classes:
-        raise _bad_reference(span[1], num_classes)
-    elif high >= num_classes:
-        raise ValueError(f'action value {high} is not a class index for '
-                         f'num_classes={num_classes}')
+    with checking() as checks:
+        num_classes = _num_classes(num_classes, checks)
+        if num_classes is None:
+            num_classes = _infer_num_classes(cell_actions, reference, valid)
+        valid = _check_reference(reference, valid, num_classes, ignore_index,
+                                 checks)
+        cell_actions = _check_action_values(cell_actions, num_classes,
+                                            checks)
     slots, cells = num_classes + 1, rows * cols
     # reference histogram of every cell, ignored pixels in the last slot
     index = reference.masked_fill(~valid, num_classes)
     index += (pixel_cells((rows, cols), reference.shape[-2:], device) +
               torch.arange(B, device=device).view(B, 1, 1) * cells) * slots
-    hist = torch.bincount(
-        index.view(-1), minlength=B * cells * slots).view(B, cells, slots)
+    hist = _histogram(index.view(-1), B * cells * slots).view(B, cells, slots)
     # (chosen class, cell) one-hot of every sample times the histograms:
     # one batched matmul per image, exact in floating point (integer counts
     # below 2**24, or 2**53 in float64)
@@ -240,11 +305,14 @@ class _ConfusionReward:
     Args:
         ignore_index (int): Reference value of pixels that are not scored.
             Defaults to 255.
-        num_classes (int, optional): Number of classes. None infers it per
-            call as ``max(actions.max(), valid reference.max()) + 1`` (at
-            no extra pass over the actions), which is enough because classes
-            absent from both maps score nothing. Giving it checks the values
-            of both maps against it. Defaults to None.
+        num_classes (int, optional): Number of classes. None takes the
+            head's inside an :class:`~rss_mmseg.models.heads.RSSHead`
+            (non-ignored reference values must then be class indices of
+            the head) and otherwise infers it per call as
+            ``max(actions.max(), valid reference.max()) + 1``, which reads
+            values on the host; either is enough because classes absent
+            from both maps score nothing. Giving it checks the values of
+            both maps against it. Defaults to None.
     """
 
     level = 'image'
@@ -286,12 +354,10 @@ class _ConfusionReward:
         if tuple(reference.shape) != tuple(actions.shape[1:]):
             raise ValueError(f'actions {tuple(actions.shape)} do not match '
                              f'the reference maps {tuple(reference.shape)}')
-        if self.num_classes is not None:
-            confusion = per_image_confusion(actions, reference,
-                                            self.num_classes,
-                                            self.ignore_index)
-        else:
-            confusion = self._inferred_confusion(actions, reference)
+        with checking() as checks:
+            confusion = _confusion(actions, reference,
+                                   _num_classes(self.num_classes, checks),
+                                   self.ignore_index, checks)
         valid = confusion[0].sum((-2, -1)) > 0
         return self.score(confusion.float()), valid
 
@@ -318,22 +384,6 @@ class _ConfusionReward:
                                              self.ignore_index)
         valid = confusion[0].sum((-2, -1)) > 0
         return self.score(confusion.float()), valid
-
-    def _inferred_confusion(self, actions: Tensor,
-                            reference: Tensor) -> Tensor:
-        """Confusion matrices with C = max(actions, reference) + 1.
-
-        The reference bounds the reference slots; the actions need no pass
-        of their own, since the bincount's length gives their maximum.
-        """
-        reference = reference.long()
-        valid = reference != self.ignore_index
-        span = _reference_range(reference, valid)
-        if span is not None and span[0] < 0:
-            raise _bad_reference(span[0], None)
-        ref_classes = 1 if span is None else span[1] + 1
-        counts = _count_pixels(actions, reference, valid, ref_classes, 1)
-        return _to_confusion(counts, max(ref_classes, counts.shape[0]))
 
     def score(self, confusion: Tensor) -> Tensor:
         """Map float confusion matrices (K, B, C, C) to scores (K, B)."""
