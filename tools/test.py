@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 
 import rss_mmseg  # noqa: F401  registers components, safe checkpoint loading
 from rss_mmseg.utils import check_config
+# gloo + CPU DDP for --launcher pytorch/slurm when there is no CUDA
+from rss_mmseg.utils.distributed import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -111,6 +113,7 @@ def main() -> None:
         cfg.test_evaluator['keep_results'] = True
 
     check_config(cfg, args.config)
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
 

@@ -6,17 +6,17 @@ Same arguments as mmseg's ``tools/train.py``::
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import datetime
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import rss_mmseg  # noqa: F401  registers components, safe checkpoint loading
 from rss_mmseg.utils import check_config
+# gloo + CPU DDP for --launcher pytorch/slurm when there is no CUDA
+from rss_mmseg.utils.distributed import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,38 +50,6 @@ def parse_args() -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def setup_cpu_distributed(cfg: Config) -> None:
-    """Let ``--launcher pytorch`` (tools/dist_train.sh) run without CUDA.
-
-    mmengine 0.10.7 calls ``torch.cuda.set_device(LOCAL_RANK)`` before
-    ``init_process_group`` and wraps the model with
-    ``device_ids=[LOCAL_RANK]``; both fail on a CPU-only machine. Here the
-    gloo process group is started first (mmengine then skips its own
-    initialisation) and DDP gets ``device_ids=None`` (CPU modules).
-    """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    import torch.distributed as torch_dist
-    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-    if dist_cfg.get('backend', 'gloo') != 'gloo':
-        print_log(
-            f"no CUDA: env_cfg.dist_cfg.backend={dist_cfg['backend']!r} "
-            "replaced by 'gloo'",
-            logger='current')
-    dist_cfg['backend'] = 'gloo'
-    if not torch_dist.is_initialized():
-        kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
-        if kwargs.get('timeout') is not None:
-            kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
-        torch_dist.init_process_group(backend='gloo', **kwargs)
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
 
 
 def main() -> None:

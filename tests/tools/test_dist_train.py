@@ -15,10 +15,10 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from rss_mmseg.models.advantage import global_moments, global_sums
 from tests.conftest import REPO_ROOT, as_cfg_options, tiny_run_overrides
+from tests.tools.dist_probe import write_probe_config
 
 CONFIGS = {
     # pixel rewards, PixelRewardLoss(baseline='syncan')
@@ -51,15 +51,9 @@ def dist_run(request, synthetic_root, tmp_path_factory):
     """Run dist_train.sh once with 2 processes; return its work dir."""
     name, level_overrides = CONFIGS[request.param]
     work_dir = str(tmp_path_factory.mktemp(f'dist_{request.param}'))
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/rss', name))
-    cfg.custom_imports = dict(
-        imports=['rss_mmseg', 'tests.tools.dist_probe'],
-        allow_failed_imports=False)
-    cfg.custom_hooks = list(cfg.custom_hooks) + [
-        dict(type='RSSTestDistProbeHook')
-    ]
-    cfg_path = osp.join(work_dir, 'dist_cfg.py')
-    cfg.dump(cfg_path)
+    cfg_path = write_probe_config(
+        osp.join(REPO_ROOT, 'configs/rss', name),
+        osp.join(work_dir, 'dist_cfg.py'))
 
     overrides = tiny_run_overrides(synthetic_root, work_dir, ITERS)
     overrides.update(level_overrides)
