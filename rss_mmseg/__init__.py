@@ -1,7 +1,7 @@
 """rss-mmseg: Reward in Semantic Segmentation (RSS) for MMSegmentation.
 
 Importing this package registers every component into mmseg's registries
-(MODELS, DATASETS, TRANSFORMS, HOOKS) and makes checkpoints written by
+(MODELS, DATASETS, TRANSFORMS, HOOKS, METRICS) and makes checkpoints written by
 mmengine loadable under torch>=2.6 (see :mod:`rss_mmseg.compat.checkpoint`)
 and crash-safe: written atomically, resumed from the newest loadable one
 (:mod:`rss_mmseg.compat.crash_safe_checkpoint`).
@@ -19,6 +19,7 @@ from .compat import (install_crash_safe_checkpoints,
                      register_checkpoint_safe_globals)
 from .datasets import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
+from .evaluation import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .version import __version__
 

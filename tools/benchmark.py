@@ -1,4 +1,5 @@
-"""Benchmark CE, pixel-level RSS, image-level RSS and its ablations.
+"""Benchmark CE, pixel-level RSS, image-level RSS, its ablations and reward
+fine-tuning of the CE model.
 
 One command trains every method with the same model, data, schedule and seed
 (``tools/train.py``, one process and one work dir per run), evaluates on
@@ -13,17 +14,30 @@ there. Every process is forked from one server that has imported torch,
 mmseg and rss_mmseg once (``analysis_tools/bench_child.py``): the code is
 the one found when the benchmark started.
 
+Fine-tuning methods (``ce-continued``, ``lovasz-finetune``,
+``rss-finetune-*``) start from the final checkpoint of the ``ce`` run of the
+same seed (``load_from``): that run is added when not requested, and a
+fine-tuning run starts once it has finished. They get their own table
+(deltas against ``ce-continued``, which trains as many extra iterations
+with cross-entropy) and curves. ``--iters`` stretches the from-scratch
+runs (the starting ``ce`` runs included); the fine-tuning budget is the
+fine-tuning configs' own ``max_iters`` unless ``--finetune-iters``.
+
     python tools/benchmark.py                  # CamVid, all methods, seed 0
     python tools/benchmark.py --quick          # smoke run, tiny synthetic set
     python tools/benchmark.py --seeds 0 1 2 --jobs 2 --methods ce rss-pixel
+    python tools/benchmark.py --methods ce ce-continued lovasz-finetune \\
+        rss-finetune-miou rss-finetune-boundary --seeds 0 1 2 --jobs 2
     python tools/benchmark.py --skip-train     # table/plots/pictures only
 
 Layout: ``<results>/<bench>/<method>/seed<N>/`` is the work dir of one run
 (``train.log`` holds its output); a run is finished when it holds
-``iter_<max_iters>.pth``.
+``iter_<max_iters>.pth``. Fine-tuning runs with ``--finetune-iters M`` go to
+``<method>_<M>it/seed<N>/`` (the starting runs are those of ``<bench>``).
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import platform
@@ -42,11 +56,21 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/
 from analysis_tools import bench_child  # noqa: E402
 from analysis_tools import bench_report as report  # noqa: E402
 
+
 # The methods, in table order; the first is the reference of every ratio.
 # A method whose config file does not exist (yet) is skipped with the reason.
-Method = NamedTuple('Method', [('level', str), ('camvid', str),
-                               ('quick', Optional[str])])
+# A method with ``start_from`` fine-tunes the final checkpoint of that
+# method's run of the same seed (load_from); such methods get their own
+# table, whose reference is FINETUNE_REFERENCE.
+class Method(NamedTuple):
+    level: str
+    camvid: str
+    quick: Optional[str]
+    start_from: Optional[str] = None
+
+
 _ABL = 'configs/rss/ablations/'
+_FT = 'configs/rss/finetune/'
 METHODS: Dict[str, Method] = {
     'ce': Method(
         'labels (CE)',
@@ -70,14 +94,35 @@ METHODS: Dict[str, Method] = {
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-1k_synthetic-128x128.py'),
+    'ce-continued': Method(
+        'labels (CE)',
+        _FT + 'ce-continued_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'ce-continued_fast-scnn_1xb8-250_synthetic-128x128.py', 'ce'),
+    'lovasz-finetune': Method(
+        'labels (Lovasz)',
+        _FT + 'lovasz-finetune_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'lovasz-finetune_fast-scnn_1xb8-250_synthetic-128x128.py', 'ce'),
+    'rss-finetune-miou': Method(
+        'image', _FT + 'rss-finetune-miou_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'rss-finetune-miou_fast-scnn_1xb8-250_synthetic-128x128.py',
+        'ce'),
+    'rss-finetune-boundary': Method(
+        'image',
+        _FT + 'rss-finetune-boundary_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'rss-finetune-boundary_fast-scnn_1xb8-250_synthetic-128x128.py',
+        'ce'),
 }
 REFERENCE = 'ce'
+# The reference of the fine-tuning table: as many extra iterations, with CE.
+FINETUNE_REFERENCE = 'ce-continued'
+BF_KEY = 'mBFscore'  # boundary F-score, logged by BoundaryFScoreMetric
 
 CAMVID_SRC = osp.join('..', 'shared', 'data', 'camvid')
 CAMVID_DATA = osp.join('data', 'camvid')
 # --quick: a tiny synthetic set (generator arguments) and a short schedule.
 QUICK_DATA = dict(num_train=32, num_val=8, size=64, seed=0)
 QUICK_ITERS = 40
+QUICK_FINETUNE_ITERS = 16  # fine-tuning runs of --quick
 QUICK_BATCH = 4
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # A run dir without our stamp whose log changed this recently is taken to be
@@ -89,6 +134,45 @@ STAMP = 'bench_run.json'
 def method_config(method: str, quick: bool) -> Optional[str]:
     """The config of ``method`` for CamVid or --quick (None: none)."""
     return METHODS[method].quick if quick else METHODS[method].camvid
+
+
+def is_finetune(method: str) -> bool:
+    return METHODS[method].start_from is not None
+
+
+def resolve_methods(requested: Optional[List[str]],
+                    quick: bool) -> Tuple[List[str], List[str]]:
+    """The methods to run (default: all with a config for the benchmark),
+    with what they need added, and why each was added.
+
+    A fine-tuning method brings FINETUNE_REFERENCE (the reference of its
+    deltas) and the method it starts from; REFERENCE is always there.
+    """
+    methods = list(requested or [
+        m for m in METHODS if method_config(m, quick) is not None])
+    added: List[str] = []
+    tuned = [m for m in methods if is_finetune(m)]
+    if tuned and FINETUNE_REFERENCE not in methods:
+        methods.insert(methods.index(tuned[0]), FINETUNE_REFERENCE)
+        added.append(f'added {FINETUNE_REFERENCE}: it is the reference of '
+                     'the fine-tuning deltas (as many extra iterations, '
+                     'with cross-entropy)')
+    changed = True
+    while changed:  # starting methods (and theirs), before their users
+        changed = False
+        for method in list(methods):
+            start = METHODS[method].start_from
+            if start is None or start in methods:
+                continue
+            users = [m for m in methods if METHODS[m].start_from == start]
+            methods.insert(methods.index(users[0]), start)
+            added.append(f'added {start}: {", ".join(users)} start(s) from '
+                         f'its final checkpoint of the same seed')
+            changed = True
+    if REFERENCE not in methods:
+        methods.insert(0, REFERENCE)
+        added.append(f'added {REFERENCE}: it is the reference of every ratio')
+    return methods, added
 
 
 def log(msg: str) -> None:
@@ -129,6 +213,9 @@ class Run:
     duration: float = 0.0
     proc: Any = field(default=None, repr=False)
     started: float = 0.0
+    # the run whose final checkpoint this one fine-tunes (load_from); it
+    # starts once that one is finished
+    after: Optional['Run'] = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -150,13 +237,21 @@ class Run:
     def command(self, resume: bool) -> List[str]:
         cmd = [sys.executable, 'tools/train.py', self.config, '--work-dir',
                rel(self.work_dir)]
+        options = dict(self.options)
         if resume:
             cmd.append('--resume')
-        return cmd + ['--cfg-options', *as_cfg_options(self.options)]
+            # mmengine resumes from load_from when it is set (the starting
+            # checkpoint: iteration, optimizer and all); without it, from
+            # the latest checkpoint of the work dir
+            options.pop('load_from', None)
+        return cmd + ['--cfg-options', *as_cfg_options(options)]
 
     def stamp(self) -> Dict[str, Any]:
-        return dict(method=self.method, config=self.config, seed=self.seed,
-                    max_iters=self.max_iters)
+        stamp = dict(method=self.method, config=self.config, seed=self.seed,
+                     max_iters=self.max_iters)
+        if 'load_from' in self.options:
+            stamp['load_from'] = self.options['load_from']
+        return stamp
 
 
 # ------------------------------------------------------------ preparation
@@ -251,28 +346,50 @@ def data_options(args: argparse.Namespace, data_root: str,
 
 def plan_runs(args: argparse.Namespace, bench_dir: str, data_root: str,
               methods: List[str]) -> Tuple[List[Run], Dict[str, str]]:
-    """The runs to do (method x seed) and the methods skipped, with why."""
+    """The runs to do (method x seed) and the methods skipped, with why.
+
+    From-scratch methods train ``args.iters`` iterations (default: their
+    config's); fine-tuning methods ``args.finetune_iters`` (default: their
+    config's), from the final checkpoint of their starting method's run of
+    the same seed, in ``<method>_<N>it/`` when --finetune-iters was given.
+    Starting methods must come before their users in ``methods``.
+    """
     from mmengine.config import Config
-    runs, skipped = [], {}
+    runs: List[Run] = []
+    skipped: Dict[str, str] = {}
     for method in methods:
         config = method_config(method, args.quick)
+        start = METHODS[method].start_from
         if config is None:
             skipped[method] = 'no config for this benchmark'
             continue
         if not osp.isfile(config):
             skipped[method] = f'config {config} not found'
             continue
+        starts = {r.seed: r for r in runs if r.method == start}
+        if start is not None and not starts:
+            skipped[method] = (f'it starts from {start}, which is not run ('
+                               + skipped.get(start, 'not planned') + ')')
+            continue
         cfg = Config.fromfile(config, import_custom_modules=False)
-        iters = args.iters or int(cfg.train_cfg.max_iters)
+        budget = args.finetune_iters if start else args.iters
+        iters = budget or int(cfg.train_cfg.max_iters)
         opts = {**data_options(args, data_root, cfg),
                 **schedule_options(cfg, iters)}
         if args.quick:  # two val points and checkpoints: seconds count
             opts['train_cfg.val_interval'] = max(1, iters // 2)
             opts['default_hooks.checkpoint.interval'] = max(1, iters // 2)
+        folder = method
+        if start and args.finetune_iters_given:
+            folder = f'{method}_{iters}it'
         for seed in args.seeds:
-            runs.append(Run(method, seed, config,
-                            osp.join(bench_dir, method, f'seed{seed}'),
-                            iters, {**opts, 'randomness.seed': seed}))
+            run = Run(method, seed, config,
+                      osp.join(bench_dir, folder, f'seed{seed}'), iters,
+                      {**opts, 'randomness.seed': seed})
+            if start:
+                run.after = starts[seed]
+                run.options['load_from'] = rel(run.after.final_checkpoint)
+            runs.append(run)
     return runs, skipped
 
 
@@ -351,8 +468,29 @@ def _eta(durations: List[float], left: int, jobs: int) -> str:
     return f'{left} run(s) left, ETA {eta / 60:.1f} min'
 
 
+def start_state(run: Run) -> Tuple[str, str]:
+    """Whether ``run`` can start now, as far as its starting run goes:
+    ('ready', ''), ('wait', why), or the state to give it instead of
+    training ('failed' / 'not run') and the note that says why."""
+    dep = run.after
+    if dep is None or (dep.state == 'finished' and dep.finished()):
+        return 'ready', ''
+    if dep.state == 'failed':
+        return 'failed', (f'not started: it fine-tunes {dep.name}, which '
+                          f'failed ({dep.note})')
+    if dep.state == 'finished':  # and its checkpoint gone since
+        return 'failed', (f'not started: it fine-tunes {dep.name}, whose '
+                          f'{rel(dep.final_checkpoint)} is missing')
+    if dep.state in ('running-elsewhere', 'not run'):
+        return 'not run', (f'not started: it fine-tunes {dep.name}, which '
+                           f'is not finished ({dep.note or dep.state}); '
+                           're-run when it is')
+    return 'wait', f'waits for {dep.name} to finish'
+
+
 def train_all(runs: List[Run], jobs: int, threads: int) -> None:
-    """Train the unfinished runs, ``jobs`` at a time."""
+    """Train the unfinished runs, ``jobs`` at a time; a fine-tuning run
+    once the run it starts from has finished."""
     pending = []
     for run in runs:
         problem = check_stamp(run)
@@ -374,14 +512,38 @@ def train_all(runs: List[Run], jobs: int, threads: int) -> None:
     durations: List[float] = []
     total = len(pending)
     done = 0
+    told_waiting = set()
     try:
         while pending or running:
+            for run in list(pending):  # starting run failed or absent
+                state, note = start_state(run)
+                if state in ('failed', 'not run'):
+                    pending.remove(run)
+                    done += 1
+                    run.state, run.note = state, note
+                    log(f'{"FAILED" if state == "failed" else "skip"} '
+                        f'{run.name}: {note}')
             while pending and len(running) < jobs:
-                run = pending.pop(0)
+                run = next((r for r in pending
+                            if start_state(r)[0] == 'ready'), None)
+                if run is None:
+                    for r in pending:
+                        if r.name not in told_waiting:
+                            told_waiting.add(r.name)
+                            log(f'{r.name} {start_state(r)[1]}')
+                    break
+                pending.remove(run)
                 log(f'[{done + len(running) + 1}/{total}] '
                     + _eta(durations, len(pending) + len(running) + 1, jobs))
                 start(run, threads)
                 running.append(run)
+            if not running:
+                if pending:  # cannot happen: a starting run always runs
+                    for run in pending:  # before its users; never hang
+                        run.state = 'not run'
+                        run.note = 'not started: ' + start_state(run)[1]
+                    pending.clear()
+                break
             time.sleep(0.5)
             for run in [r for r in running if r.proc.exitcode is not None]:
                 running.remove(run)
@@ -391,15 +553,20 @@ def train_all(runs: List[Run], jobs: int, threads: int) -> None:
                     run.state = 'finished'
                     durations.append(run.duration)
                     _, val = report.load_scalars(run.work_dir)
-                    miou = val[max(val)]['mIoU'] if val else float('nan')
-                    log(f'done {run.name} in {run.duration:.0f} s: val mIoU '
-                        f'{miou:.2f}; '
+                    last = val[max(val)] if val else {}
+                    scores = f'val mIoU {last.get("mIoU", float("nan")):.2f}'
+                    if BF_KEY in last:
+                        scores += f', {BF_KEY} {last[BF_KEY]:.2f}'
+                    log(f'done {run.name} in {run.duration:.0f} s: {scores}; '
                         + _eta(durations, len(pending) + len(running), jobs))
                 else:
                     run.state = 'failed'
                     run.note = f'training failed (exit {run.proc.exitcode})'
-                    with open(osp.join(run.work_dir, 'train.log')) as f:
-                        tail = ''.join(f.readlines()[-25:])
+                    log_path = osp.join(run.work_dir, 'train.log')
+                    tail = ''
+                    if osp.isfile(log_path):
+                        with open(log_path) as f:
+                            tail = ''.join(f.readlines()[-25:])
                     log(f'FAILED {run.name} (exit {run.proc.exitcode}); '
                         f'last lines of {rel(run.work_dir)}/train.log:\n'
                         f'{tail}')
@@ -507,11 +674,18 @@ def measure_timing(args: argparse.Namespace, runs: List[Run],
 
 
 # ---------------------------------------------------------------- outputs
-def final_miou(run: Run) -> Optional[float]:
+def final_value(run: Run, key: str = 'mIoU') -> Optional[float]:
+    """``key`` of the last val of a finished run (None: not finished, not
+    logged, or not finite)."""
     _, val = report.load_scalars(run.work_dir)
     if not val or not run.finished():
         return None
-    return val[max(val)].get('mIoU')
+    value = val[max(val)].get(key)
+    return value if value is not None and math.isfinite(value) else None
+
+
+def final_miou(run: Run) -> Optional[float]:
+    return final_value(run, 'mIoU')
 
 
 def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
@@ -545,17 +719,131 @@ def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
     return rows
 
 
+def _paired(values: Dict[int, float],
+            ref: Dict[int, float]) -> Dict[int, float]:
+    """Per seed: value - the reference's value of the same seed."""
+    return {s: v - ref[s] for s, v in values.items() if s in ref}
+
+
+def finetune_rows(methods: List[str], runs: List[Run],
+                  skipped: Dict[str, str], timing: Optional[dict],
+                  seeds: List[int]) -> List[dict]:
+    """One row per fine-tuning method: final val mIoU and mBFscore (median,
+    min, max over finished seeds), their deltas against
+    FINETUNE_REFERENCE (median over seeds of the same-seed difference:
+    both started from the same checkpoint), ratios against its medians,
+    s/iter and memory; per-seed values in ``per_seed*``."""
+    def finals(mine: List[Run], key: str) -> Dict[int, float]:
+        values = {r.seed: final_value(r, key) for r in mine}
+        return {s: v for s, v in values.items() if v is not None}
+
+    ref_runs = [r for r in runs if r.method == FINETUNE_REFERENCE]
+    ref_miou, ref_bf = finals(ref_runs, 'mIoU'), finals(ref_runs, BF_KEY)
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r.method == method]
+        miou, bf = finals(mine, 'mIoU'), finals(mine, BF_KEY)
+        start = METHODS[method].start_from
+        starts = [r.after for r in mine if r.after is not None]
+        start_miou = finals(starts, 'mIoU')
+        row: Dict[str, Any] = dict(
+            method=method, reward_level=METHODS[method].level,
+            reference=FINETUNE_REFERENCE,
+            starts_from=(f'{start} ({starts[0].max_iters} it)' if starts
+                         else start),
+            config=mine[0].config if mine else None,
+            iters=mine[0].max_iters if mine else None,
+            seeds=f'{len(miou)}/{len(seeds)}', per_seed=miou,
+            per_seed_bf=bf, per_seed_miou_delta=_paired(miou, ref_miou),
+            per_seed_bf_delta=_paired(bf, ref_bf),
+            per_seed_start_miou=start_miou)
+        for key, values in (('miou', miou), ('bf', bf)):
+            if values:
+                row[key], row[f'{key}_min'], row[f'{key}_max'] = \
+                    report.median_spread(list(values.values()))
+        for key in ('miou_delta', 'bf_delta', 'start_miou'):
+            values = row[f'per_seed_{key}']
+            if values:
+                row[key] = statistics.median(values.values())
+        notes = [skipped[method]] if method in skipped else []
+        notes += sorted({f'{r.name}: {r.note}' for r in mine if r.note})
+        row['note'] = '; '.join(notes)
+        timed = (timing or {}).get('methods', {})
+        if timed.get(method):
+            row['s_per_iter'] = timed[method]['s_per_iter']
+            row['peak_mib'] = timed[method]['peak_mib']
+            row['s_per_iter_x_ce'] = report.ratio(
+                row['s_per_iter'], timed.get(REFERENCE, {}).get('s_per_iter'))
+        rows.append(row)
+    ref = next((r for r in rows if r['method'] == FINETUNE_REFERENCE), {})
+    for row in rows:
+        for key in ('miou', 'bf', 's_per_iter', 'peak_mib'):
+            row[f'{key}_x_ref'] = report.ratio(row.get(key), ref.get(key))
+    return rows
+
+
+def finetune_header(args: argparse.Namespace, runs: List[Run],
+                    methods: List[str]) -> List[str]:
+    """The lines above the fine-tuning table."""
+    tuned = [r for r in runs if r.method in methods]
+    starts = sorted({(r.after.method, r.after.max_iters)
+                     for r in tuned if r.after is not None})
+    start = ', '.join(f'(iteration {i}) of the `{m}` run'
+                      for m, i in starts) or 'of the starting run'
+    iters = sorted({r.max_iters for r in tuned})
+    return [
+        '## Reward fine-tuning',
+        '',
+        f'Every fine-tuning run starts from the final checkpoint {start} '
+        'of the same seed and trains '
+        f'{", ".join(map(str, iters)) or "-"} more iterations on the same '
+        'data and batch'
+        + (' (--finetune-iters override)' if args.finetune_iters_given
+           else '')
+        + f'. Reference: `{FINETUNE_REFERENCE}` (the same extra iterations '
+        'with cross-entropy). val mIoU and mBFscore (boundary F-score, %, '
+        'BoundaryFScoreMetric) at the last iteration, median over finished '
+        f'seeds; delta = median over seeds of (method - '
+        f'{FINETUNE_REFERENCE}) on the same seed, i.e. from the same '
+        f'starting checkpoint; "x {FINETUNE_REFERENCE}" = ratio of the '
+        'medians. Per-seed values in table.json.',
+    ]
+
+
+def _curves(runs: List[Run], methods: List[str], key_of,
+            start_key: Optional[str] = None) -> Dict[str, list]:
+    """method -> one ``{step: value}`` per run (finite values only);
+    ``key_of(train, val)`` gives (scalars, key). With ``start_key``, a
+    fine-tuning run's curve begins at step 0 with its starting run's final
+    value of that key."""
+    curves: Dict[str, list] = {}
+    for method in methods:
+        curves[method] = []
+        for run in (r for r in runs if r.method == method):
+            train, val = report.load_scalars(run.work_dir)
+            curve = {s: v for s, v in report.series(*key_of(train, val))
+                     .items() if math.isfinite(v)}
+            if curve and start_key and run.after is not None:
+                begin = final_value(run.after, start_key)
+                if begin is not None:
+                    curve = {0: begin, **curve}
+            curves[method].append(curve)
+    return curves
+
+
 def write_outputs(args: argparse.Namespace, bench: str, bench_dir: str,
                   methods: List[str], runs: List[Run], skipped: Dict[str, str],
                   timing: Optional[dict]) -> Dict[str, str]:
-    """The table, the plots, the picture grid and report.md."""
+    """The tables, the plots, the picture grid and report.md."""
     command = reproduce_command(args, bench, methods)
     figure_cmd = command + ' --skip-train'
-    rows = table_rows(methods, runs, skipped, timing, args.seeds)
+    scratch = [m for m in methods if not is_finetune(m)]
+    tuned = [m for m in methods if is_finetune(m)]
+    rows = table_rows(scratch, runs, skipped, timing, args.seeds)
     dataset = ('synthetic shapes (quick: {num_train} train / {num_val} val, '
                '{size}x{size})'.format(**QUICK_DATA) if args.quick else
                'CamVid (SegNet split), val (101 images, scored at 360x480)')
-    iters = sorted({r.max_iters for r in runs})
+    iters = sorted({r.max_iters for r in runs if r.method in scratch})
     header = [
         f'# Benchmark `{bench}`: {dataset}',
         '',
@@ -584,40 +872,65 @@ def write_outputs(args: argparse.Namespace, bench: str, bench_dir: str,
     meta = dict(bench=bench, command=command, dataset=dataset,
                 seeds=args.seeds, iters=iters, timing=timing,
                 machine=machine_info(args.threads))
-    paths = report.write_table(rows, header, meta, bench_dir)
-    print(report.format_markdown(rows, header), flush=True)
+    finetune = None
+    if tuned:
+        finetune = (finetune_rows(tuned, runs, skipped, timing, args.seeds),
+                    finetune_header(args, runs, tuned))
+        meta['finetune_iters'] = sorted(
+            {r.max_iters for r in runs if r.method in tuned})
+    paths = report.write_table(rows, header, meta, bench_dir, finetune)
+    with open(paths['md']) as f:
+        print(f.read(), flush=True)
 
     # curves
-    curves: Dict[str, Dict[str, list]] = dict(miou={}, reward={}, psr={})
-    for method in methods:
-        for name in curves:
-            curves[name][method] = []
-        for run in (r for r in runs if r.method == method):
-            train, val = report.load_scalars(run.work_dir)
-            curves['miou'][method].append(report.series(val, 'mIoU'))
-            curves['reward'][method].append(
-                report.series(train, report.reward_key(train)))
-            curves['psr'][method].append(
-                report.series(train, report.psr_key(train)))
     note = f'reproduce: {figure_cmd}'
     seeds = f'median over seeds {",".join(map(str, args.seeds))}'
     paths['miou_png'] = report.plot_curves(
-        curves['miou'], osp.join(bench_dir, 'miou_vs_iter.png'),
+        _curves(runs, scratch, lambda t, v: (v, 'mIoU')),
+        osp.join(bench_dir, 'miou_vs_iter.png'),
         f'{bench}: val mIoU ({seeds})', 'val mIoU', note)
     paths['reward_png'] = report.plot_curves(
-        curves['reward'], osp.join(bench_dir, 'reward_vs_iter.png'),
+        _curves(runs, scratch, lambda t, v: (t, report.reward_key(t))),
+        osp.join(bench_dir, 'reward_vs_iter.png'),
         f'{bench}: mean training reward ({seeds})', 'mean reward', note)
-    psr = {m: c for m, c in curves['psr'].items() if any(c)}
+    psr = {m: c for m, c in _curves(
+        runs, scratch, lambda t, v: (t, report.psr_key(t))).items()
+        if any(c)}
     paths['psr_png'] = report.plot_curves(
         psr or {'(none)': []}, osp.join(bench_dir, 'psr_scale_vs_iter.png'),
         f'{bench}: PSR scale schedule', 'psr_scale', note, steps=True)
-    for key in ('miou_png', 'reward_png', 'psr_png'):
+    keys = ['miou_png', 'reward_png', 'psr_png']
+    if tuned:
+        xlabel = 'fine-tuning iteration'
+        paths['ft_miou_png'] = report.plot_curves(
+            _curves(runs, tuned, lambda t, v: (v, 'mIoU'), 'mIoU'),
+            osp.join(bench_dir, 'finetune_miou_vs_iter.png'),
+            f'{bench}: fine-tuning, val mIoU ({seeds})', 'val mIoU', note,
+            xlabel=xlabel + ' (0: the starting checkpoint)')
+        bf = _curves(runs, tuned, lambda t, v: (v, BF_KEY))
+        if not any(any(c) for c in bf.values()):
+            log(f'the {BF_KEY} plot is empty: no fine-tuning run logged a '
+                f'finite {BF_KEY} (NaN: no boundary in the val set)')
+        paths['ft_bf_png'] = report.plot_curves(
+            bf, osp.join(bench_dir, 'finetune_bfscore_vs_iter.png'),
+            f'{bench}: fine-tuning, val {BF_KEY} ({seeds})',
+            f'val {BF_KEY} (boundary F-score, %)', note, xlabel=xlabel)
+        keys += ['ft_miou_png', 'ft_bf_png']
+        reward = _curves(runs, tuned,
+                         lambda t, v: (t, report.reward_key(t)))
+        if any(any(c) for c in reward.values()):
+            paths['ft_reward_png'] = report.plot_curves(
+                reward, osp.join(bench_dir, 'finetune_reward_vs_iter.png'),
+                f'{bench}: fine-tuning, mean training reward ({seeds})',
+                'mean reward', note, xlabel=xlabel)
+            keys.append('ft_reward_png')
+    for key in keys:
         log(f'wrote {rel(paths[key])} (reproduce: {figure_cmd})')
 
     grid = picture_grid(args, bench_dir, methods, runs, note)
     if grid:
         paths['pictures_png'] = grid
-    write_report_md(bench_dir, header, paths, runs, figure_cmd, rows)
+    write_report_md(bench_dir, paths, runs, figure_cmd)
     return paths
 
 
@@ -662,16 +975,23 @@ def picture_grid(args: argparse.Namespace, bench_dir: str,
     return out_png
 
 
-def write_report_md(bench_dir: str, header: List[str], paths: Dict[str, str],
-                    runs: List[Run], figure_cmd: str,
-                    rows: List[dict]) -> None:
-    lines = [report.format_markdown(rows, header), '']
-    lines.append(f'Tables: `table.md`, `table.csv`, `table.json`. Every '
-                 f'figure below is rebuilt from the runs by `{figure_cmd}`.')
-    for key, title in (('miou_png', 'Val mIoU vs iteration'),
-                       ('reward_png', 'Mean training reward vs iteration'),
-                       ('psr_png', 'PSR scale schedule'),
-                       ('pictures_png', 'Predictions on val images')):
+def write_report_md(bench_dir: str, paths: Dict[str, str],
+                    runs: List[Run], figure_cmd: str) -> None:
+    with open(paths['md']) as f:
+        lines = [f.read()]
+    lines.append(f'Tables: `table.md`, `table.csv`'
+                 + (', `table_finetune.csv`' if 'finetune_csv' in paths
+                    else '')
+                 + ', `table.json`. Every figure below is rebuilt from the '
+                 f'runs by `{figure_cmd}`.')
+    for key, title in (
+            ('miou_png', 'Val mIoU vs iteration'),
+            ('reward_png', 'Mean training reward vs iteration'),
+            ('psr_png', 'PSR scale schedule'),
+            ('ft_miou_png', 'Fine-tuning: val mIoU vs iteration'),
+            ('ft_bf_png', f'Fine-tuning: val {BF_KEY} vs iteration'),
+            ('ft_reward_png', 'Fine-tuning: mean training reward'),
+            ('pictures_png', 'Predictions on val images')):
         if key in paths:
             lines += ['', f'## {title}', '',
                       f'![{title}]({osp.basename(paths[key])})', '',
@@ -700,6 +1020,8 @@ def reproduce_command(args: argparse.Namespace, bench: str,
             str(args.threads)]
     if args.iters_given:
         cmd += ['--iters', str(args.iters)]
+    if args.finetune_iters_given and any(map(is_finetune, methods)):
+        cmd += ['--finetune-iters', str(args.finetune_iters)]
     if args.num_images != parse_args([]).num_images:
         cmd += ['--num-images', str(args.num_images)]
     return shlex.join(cmd)
@@ -710,7 +1032,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='methods: ' + ', '.join(METHODS))
+        epilog='methods: ' + ', '.join(
+            m for m in METHODS if not is_finetune(m))
+        + '; fine-tuning (from the final checkpoint of the named method\'s '
+        'run of the same seed): ' + ', '.join(
+            f'{m} (from {METHODS[m].start_from})' for m in METHODS
+            if is_finetune(m)))
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),
                         help='methods to run (default: all with a config '
                         'for the chosen benchmark)')
@@ -721,9 +1048,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1,
                         help='OMP threads per training and for timing')
     parser.add_argument('--iters', type=int,
-                        help='override max_iters (val/checkpoint intervals '
-                        'and LR decay scale with it); default: the '
-                        f'config\'s, {QUICK_ITERS} with --quick')
+                        help='override max_iters of the from-scratch methods '
+                        '(the starting ce runs of fine-tuning included; '
+                        'val/checkpoint intervals and LR decay scale with '
+                        'it); default: the config\'s, '
+                        f'{QUICK_ITERS} with --quick')
+    parser.add_argument('--finetune-iters', type=int,
+                        help='override max_iters of the fine-tuning methods '
+                        '(scaled the same way; their runs go to '
+                        '<method>_<N>it/); default: the fine-tuning '
+                        f'config\'s, {QUICK_FINETUNE_ITERS} with --quick')
     parser.add_argument('--results', default='results',
                         help='results root (default results/)')
     parser.add_argument('--bench', help='benchmark folder name (default '
@@ -746,14 +1080,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         '--camvid-data when that is missing')
     parser.add_argument('--camvid-data', default=CAMVID_DATA)
     args = parser.parse_args(argv)
-    for name in ('jobs', 'threads', 'iters', 'timing_iters', 'timing_warmup',
-                 'timing_repeats', 'num_images'):
+    for name in ('jobs', 'threads', 'iters', 'finetune_iters',
+                 'timing_iters', 'timing_warmup', 'timing_repeats',
+                 'num_images'):
         value = getattr(args, name)
         if value is not None and value < (0 if name == 'timing_warmup'
                                           else 1):
             parser.error(f'--{name.replace("_", "-")} must be positive, got '
                          f'{value}')
     quick = args.quick
+    args.iters_given = args.iters is not None
+    args.finetune_iters_given = args.finetune_iters is not None
+    if quick:
+        args.iters = args.iters or QUICK_ITERS
+        args.finetune_iters = args.finetune_iters or QUICK_FINETUNE_ITERS
     args.jobs = args.jobs or (2 if quick else 1)
     args.timing_iters = args.timing_iters or (5 if quick else 30)
     if args.timing_warmup is None:
@@ -778,15 +1118,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.threads)
     bench = args.bench or (
         ('bench_quick' if args.quick else 'bench_camvid')
-        + (f'_{args.iters}it' if args.iters else ''))
-    args.iters_given = args.iters is not None
-    if args.quick and not args.iters:
-        args.iters = QUICK_ITERS
-    methods = args.methods or [
-        m for m in METHODS if method_config(m, args.quick) is not None]
-    if REFERENCE not in methods:
-        methods.insert(0, REFERENCE)
-        log(f'added {REFERENCE}: it is the reference of every ratio')
+        + (f'_{args.iters}it' if args.iters_given else ''))
+    methods, added = resolve_methods(args.methods, args.quick)
+    for why in added:
+        log(why)
     bench_dir = osp.join(args.results, bench)
     os.makedirs(bench_dir, exist_ok=True)
     t0 = time.time()

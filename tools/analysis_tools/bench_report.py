@@ -138,54 +138,119 @@ COLUMNS = [
 ]
 
 
+# The fine-tuning table: every ratio and delta is against ce-continued
+# (tools/benchmark.py FINETUNE_REFERENCE), the run with as many extra
+# iterations of cross-entropy from the same checkpoint.
+FINETUNE_COLUMNS = [
+    ('method', 'method', '{}'),
+    ('reward_level', 'reward level', '{}'),
+    ('starts_from', 'starts from', '{}'),
+    ('miou', 'val mIoU (median)', '{:.2f}'),
+    ('miou_min', 'min', '{:.2f}'),
+    ('miou_max', 'max', '{:.2f}'),
+    ('miou_delta', 'delta mIoU vs ce-continued', '{:+.2f}'),
+    ('bf', 'mBFscore (median)', '{:.2f}'),
+    ('bf_delta', 'delta mBF vs ce-continued', '{:+.2f}'),
+    ('s_per_iter', 's/iter', '{:.4f}'),
+    ('s_per_iter_x_ref', 's/iter x ce-continued', '{:.3f}'),
+    ('peak_mib', 'peak MiB', '{:.1f}'),
+    ('peak_mib_x_ref', 'peak x ce-continued', '{:.3f}'),
+    ('iters', 'iters', '{}'),
+    ('seeds', 'seeds done', '{}'),
+    ('note', 'note', '{}'),
+]
+# per-seed columns of the fine-tuning CSV (JSON objects, as per_seed)
+FINETUNE_PER_SEED = ('per_seed', 'per_seed_bf', 'per_seed_miou_delta',
+                     'per_seed_bf_delta', 'per_seed_start_miou')
+
+
 def _cell(value: Any, fmt: str) -> str:
     if value is None or value == '':
         return '-'
     return fmt.format(value)
 
 
-def format_markdown(rows: List[Dict[str, Any]], header: List[str]) -> str:
+def format_markdown(rows: List[Dict[str, Any]], header: List[str],
+                    columns: Sequence[Tuple[str, str, str]] = COLUMNS) -> str:
     """A Markdown table (one row per method) under ``header`` lines."""
     lines = list(header) + ['']
-    lines.append('| ' + ' | '.join(c[1] for c in COLUMNS) + ' |')
-    lines.append('|' + '|'.join('---' for _ in COLUMNS) + '|')
+    lines.append('| ' + ' | '.join(c[1] for c in columns) + ' |')
+    lines.append('|' + '|'.join('---' for _ in columns) + '|')
     for row in rows:
         lines.append('| ' + ' | '.join(
-            _cell(row.get(key), fmt) for key, _, fmt in COLUMNS) + ' |')
+            _cell(row.get(key), fmt) for key, _, fmt in columns) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def parse_markdown_tables(text: str) -> List[List[Dict[str, str]]]:
+    """Every Markdown table in ``text`` (runs of lines starting with
+    ``|``), each as rows of {header: cell}."""
+    blocks: List[List[str]] = [[]]
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith('|'):
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    tables = []
+    for table in (b for b in blocks if len(b) >= 2):
+        names = [c.strip() for c in table[0].strip('|').split('|')]
+        tables.append([
+            dict(zip(names, (c.strip() for c in ln.strip('|').split('|'))))
+            for ln in table[2:]
+        ])
+    return tables
 
 
 def parse_markdown_table(text: str) -> List[Dict[str, str]]:
     """Rows of the first Markdown table in ``text`` as {header: cell}."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    table = [ln for ln in lines if ln.startswith('|')]
-    if len(table) < 2:
-        return []
-    names = [c.strip() for c in table[0].strip('|').split('|')]
-    return [
-        dict(zip(names, (c.strip() for c in ln.strip('|').split('|'))))
-        for ln in table[2:]
-    ]
+    tables = parse_markdown_tables(text)
+    return tables[0] if tables else []
 
 
-def write_table(rows: List[Dict[str, Any]], header: List[str],
-                meta: Dict[str, Any], out_dir: str) -> Dict[str, str]:
-    """Write ``table.md``, ``table.csv`` and ``table.json``; return paths."""
-    paths = {ext: osp.join(out_dir, f'table.{ext}')
-             for ext in ('md', 'csv', 'json')}
-    with open(paths['md'], 'w') as f:
-        f.write(format_markdown(rows, header))
-    with open(paths['csv'], 'w', newline='') as f:
+def _write_csv(path: str, rows: List[Dict[str, Any]],
+               columns: Sequence[Tuple[str, str, str]],
+               per_seed: Sequence[str]) -> None:
+    with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(
-            f, fieldnames=[c[0] for c in COLUMNS] + ['config', 'per_seed'],
+            f, fieldnames=[c[0] for c in columns] + ['config', *per_seed],
             extrasaction='ignore')
         writer.writeheader()
         for row in rows:
             writer.writerow({
                 **{k: ('' if v is None else v) for k, v in row.items()},
-                'per_seed': json.dumps(row.get('per_seed', {}))})
+                **{k: json.dumps(row.get(k, {})) for k in per_seed}})
+
+
+def write_table(
+    rows: List[Dict[str, Any]],
+    header: List[str],
+    meta: Dict[str, Any],
+    out_dir: str,
+    finetune: Optional[Tuple[List[Dict[str, Any]], List[str]]] = None
+) -> Dict[str, str]:
+    """Write ``table.md``, ``table.csv`` and ``table.json``; return paths.
+
+    With ``finetune`` = (rows, header lines), the fine-tuning table
+    (FINETUNE_COLUMNS) follows the first one in ``table.md``, goes to
+    ``table_finetune.csv`` and to ``finetune_rows`` in ``table.json``.
+    """
+    paths = {ext: osp.join(out_dir, f'table.{ext}')
+             for ext in ('md', 'csv', 'json')}
+    text = format_markdown(rows, header)
+    if finetune is not None:
+        text += '\n' + format_markdown(*finetune, columns=FINETUNE_COLUMNS)
+    with open(paths['md'], 'w') as f:
+        f.write(text)
+    _write_csv(paths['csv'], rows, COLUMNS, ('per_seed', ))
+    table = dict(meta=meta, rows=rows)
+    if finetune is not None:
+        paths['finetune_csv'] = osp.join(out_dir, 'table_finetune.csv')
+        _write_csv(paths['finetune_csv'], finetune[0], FINETUNE_COLUMNS,
+                   FINETUNE_PER_SEED)
+        table['finetune_rows'] = finetune[0]
     with open(paths['json'], 'w') as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=2)
+        json.dump(table, f, indent=2)
     return paths
 
 
@@ -210,7 +275,7 @@ def _add_note(fig, note: str, width: int) -> float:
 
 def plot_curves(curves: Dict[str, List[Dict[int, float]]], out_png: str,
                 title: str, ylabel: str, note: str = '',
-                steps: bool = False) -> str:
+                steps: bool = False, xlabel: str = 'iteration') -> str:
     """One chart: per method, the median over seeds at each step, with the
     min-max band when there are several seeds.
 
@@ -222,6 +287,7 @@ def plot_curves(curves: Dict[str, List[Dict[int, float]]], out_png: str,
         ylabel (str): y-axis label.
         note (str): printed at the bottom (the command that rebuilds it).
         steps (bool): draw piecewise-constant lines (a schedule).
+        xlabel (str): x-axis label.
     """
     plt = _plot_setup()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -252,7 +318,7 @@ def plot_curves(curves: Dict[str, List[Dict[int, float]]], out_png: str,
         ax.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel('iteration')
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -2,8 +2,9 @@ from .label_leak_check_hook import LabelLeakCheckHook, find_label_leaks
 from .num_classes_check_hook import NumClassesCheckHook
 from .progressive_scale_hook import ProgressiveScaleHook
 from .random_state_hook import RandomStateHook
+from .require_checkpoint_hook import RequireCheckpointHook
 
 __all__ = [
     'LabelLeakCheckHook', 'NumClassesCheckHook', 'ProgressiveScaleHook',
-    'RandomStateHook', 'find_label_leaks'
+    'RandomStateHook', 'RequireCheckpointHook', 'find_label_leaks'
 ]

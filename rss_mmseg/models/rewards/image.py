@@ -26,7 +26,7 @@ from .pixel import stack_gt_sem_seg
 
 __all__ = [
     'per_image_confusion', 'per_image_cell_confusion', 'ImageMIoUReward',
-    'ImageAccuracyReward', 'ImageDiceReward'
+    'ImageAccuracyReward', 'ImageDiceReward', 'ImageRecallReward'
 ]
 
 
@@ -488,3 +488,26 @@ class ImageDiceReward(_ConfusionReward):
         total = ref_count + pred_count  # 2 TP + FP + FN
         present = total > 0
         return _mean_over_present(2 * true_pos / total.clamp(min=1), present)
+
+
+@MODELS.register_module()
+class ImageRecallReward(_ConfusionReward):
+    """Per-image mean recall of the reference's classes, ``TP / |class|``.
+
+    Each class present in the reference counts equally, however few pixels
+    it has, so a sample that finds a small class (a pole, a pedestrian) is
+    rewarded as much as one that finds the road; false positives cost only
+    through the pixels they take from the true classes. Useful beside an
+    mIoU reward (:class:`WeightedSumReward`) to keep small classes alive.
+
+    Args:
+        ignore_index (int): Reference value of pixels that are not scored.
+            Defaults to 255.
+        num_classes (int, optional): Number of classes; None infers it per
+            call. Defaults to None.
+    """
+
+    def score(self, confusion: Tensor) -> Tensor:
+        true_pos, ref_count, _ = _class_terms(confusion)
+        return _mean_over_present(true_pos / ref_count.clamp(min=1),
+                                  ref_count > 0)

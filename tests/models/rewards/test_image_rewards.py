@@ -315,3 +315,21 @@ def test_cell_confusion_value_errors():
     with pytest.raises(ValueError, match='reference value 7'):
         per_image_cell_confusion(
             torch.zeros(1, 2, 2, 2, dtype=torch.long), labels, 3)
+
+
+def test_recall_reward_weighs_every_reference_class_equally():
+    from rss_mmseg.models.rewards.image import ImageRecallReward
+    reference = torch.zeros(1, 4, 4, dtype=torch.long)
+    reference[0, 0, 0] = 1  # one pixel of a small class
+    found_small = reference.clone()[None]  # (K=1, B=1, H, W): exact
+    missed_small = torch.zeros_like(found_small)
+    spurious = found_small.clone()
+    spurious[0, 0, 3, 3] = 2  # a class the image lacks takes one pixel
+    actions = torch.cat([found_small, missed_small, spurious])
+    rewards, valid = ImageRecallReward()(actions,
+                                         make_data_samples(reference))
+    assert valid.tolist() == [True]
+    # recall per reference class: (15/15 + 1/1) / 2, (15/15 + 0/1) / 2,
+    # (14/15 + 1/1) / 2
+    torch.testing.assert_close(
+        rewards[:, 0], torch.tensor([1.0, 0.5, (14 / 15 + 1) / 2]))

@@ -1,0 +1,3 @@
+"""Evaluation: metrics registered into ``mmseg.registry.METRICS``."""
+from .functional import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+from .boundary_metric import BoundaryFScoreMetric
+
+__all__ = ['BoundaryFScoreMetric']
