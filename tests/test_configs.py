@@ -1,6 +1,7 @@
 """Every config under configs/ parses, builds, and trains one tiny step."""
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -96,3 +97,15 @@ def test_rss_configs_keep_the_guards(path):
     RNG states in checkpoints (exact --resume)."""
     hooks = {h['type'] for h in Config.fromfile(path).custom_hooks}
     assert {'NumClassesCheckHook', 'RandomStateHook'} <= hooks
+
+
+@pytest.mark.parametrize(
+    'path', [
+        p for p in CONFIGS if '/configs/rss/' in p
+        and not re.search(r'_(synthetic|camvid)-', osp.basename(p))
+    ],
+    ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_multi_gpu_configs_sample_from_one_stream_per_rank(path):
+    """Multi-GPU RSS configs seed each rank differently: with one stream all
+    GPUs would draw their actions from the same uniforms."""
+    assert Config.fromfile(path).randomness.diff_rank_seed is True

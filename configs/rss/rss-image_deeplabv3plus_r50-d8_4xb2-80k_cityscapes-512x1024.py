@@ -11,6 +11,10 @@
 # been tuned at this scale.
 _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py'
 custom_imports = dict(imports=['rss_mmseg'], allow_failed_imports=False)
+# each rank samples its actions from its own random stream (one shared
+# stream would give every GPU the same uniforms); the data sampler's seed
+# stays common to all ranks
+randomness = dict(diff_rank_seed=True)
 model = dict(
     auxiliary_head=None,
     decode_head=dict(

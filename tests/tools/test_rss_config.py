@@ -37,6 +37,7 @@ def test_heads_wrapped_auxiliary_head_per_level(tool, tmp_path, level):
     assert head.head.c1_in_channels == 64  # the base's head, whole
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert {'NumClassesCheckHook', 'RandomStateHook'} <= set(hooks)
+    assert cfg.randomness.diff_rank_seed is True  # one stream per rank
     if level == 'pixel':
         assert head.reward.type == 'PixelMatchReward'
         aux = cfg.model.auxiliary_head

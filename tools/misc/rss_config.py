@@ -66,6 +66,7 @@ def config_text(source: str, level: str, scales) -> str:
     body = Config(
         dict(
             custom_imports=overrides['custom_imports'],
+            randomness=overrides['randomness'],
             model=heads,
             custom_hooks=overrides['custom_hooks'])).pretty_text
     what = 'per-pixel rewards' if level == 'pixel' else (
