@@ -1,39 +1,13 @@
-# Pixel-level RSS for mmseg's DeepLabV3+ R101-D8,
-# 4xb2-amp-80k_cityscapes-512x1024: the stock config with both heads trained
-# from per-pixel rewards instead of cross-entropy. Mixed precision as the
-# stock config: AmpOptimWrapper (fp16 autocast, static loss scale 512).
-# The auxiliary FCN head is kept (same architecture and compute as the stock
-# model) and trained from the same kind of reward with the stock weight 0.4.
-_base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb2-amp-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['rss_mmseg'], allow_failed_imports=False)
-# each rank samples its actions from its own random stream (one shared
-# stream would give every GPU the same uniforms); the data sampler's seed
-# stays common to all ranks
-randomness = dict(diff_rank_seed=True)
-model = dict(
-    decode_head=dict(
-        _delete_=True,
-        type='RSSHead',
-        head={{_base_.model.decode_head}},
-        num_classes={{_base_.model.decode_head.num_classes}},
-        reward=dict(type='PixelMatchReward', correct=1.0, wrong=0.0),
-        loss=dict(type='PixelRewardLoss', baseline='mean', iw_power=1.0),
-        num_samples=1),
-    auxiliary_head=dict(
-        _delete_=True,
-        type='RSSHead',
-        head={{_base_.model.auxiliary_head}},
-        num_classes={{_base_.model.auxiliary_head.num_classes}},
-        reward=dict(type='PixelMatchReward', correct=1.0, wrong=0.0),
-        loss=dict(
-            type='PixelRewardLoss',
-            baseline='mean',
-            iw_power=1.0,
-            loss_weight=0.4),
-        num_samples=1))
-# the same guards as every RSS config: a head/dataset class-count mismatch
-# stops the run, and checkpoints carry every RNG state (exact --resume)
-custom_hooks = [
-    dict(type='NumClassesCheckHook'),
-    dict(type='RandomStateHook'),
-]
+# Pixel-level RSS for mmseg's DeepLabV3+ R101-D8, 4xb2-amp-80k_cityscapes-512x1024,
+# built as mmseg builds that config: the R50 RSS config with a ResNet-101
+# backbone (ImageNet V1c weights), then mixed precision (AmpOptimWrapper,
+# fp16 autocast, static loss scale 512, SGD lr 0.01 as the stock config).
+# The heads learn from per-pixel rewards.
+_base_ = './rss-pixel_deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py'
+model = dict(pretrained='open-mmlab://resnet101_v1c', backbone=dict(depth=101))
+optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(
+    _delete_=True,
+    type='AmpOptimWrapper',
+    optimizer=optimizer,
+    loss_scale=512.)

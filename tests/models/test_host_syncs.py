@@ -14,7 +14,6 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
@@ -41,25 +40,6 @@ def accelerator_paths(monkeypatch):
     on the device. The counters must see the accelerator's path.
     """
     monkeypatch.setattr(image_rewards, '_reads_are_free', lambda device: False)
-
-
-@pytest.fixture
-def iteration():
-    """Set mmengine's iteration info as a runner would (and restore it)."""
-    hub = MessageHub.get_current_instance()
-    saved = {
-        key: hub.runtime_info[key]
-        for key in ('iter', 'max_iters') if key in hub.runtime_info
-    }
-
-    def set_iteration(i, max_iters=1000):
-        hub.update_info('iter', i)
-        hub.update_info('max_iters', max_iters)
-
-    yield set_iteration
-    for key in ('iter', 'max_iters'):
-        hub.runtime_info.pop(key, None)
-    hub.update_info_dict(saved)
 
 
 def _train_batch(num_classes, size=64, batch=2, seed=0):
