@@ -61,4 +61,4 @@ model = dict(
         reward=dict(classes='reference', type='ImageMIoUReward'),
         scales=8,
         type='RSSHead'))
-randomness = dict(diff_rank_seed=True)
+randomness = dict(diff_rank_seed=True, seed=None)

@@ -14,7 +14,7 @@ custom_imports = dict(imports=['rss_mmseg'], allow_failed_imports=False)
 # each rank samples its actions from its own random stream (one shared
 # stream would give every GPU the same uniforms); the data sampler's seed
 # stays common to all ranks
-randomness = dict(diff_rank_seed=True)
+randomness = dict(seed=None, diff_rank_seed=True)
 model = dict(
     auxiliary_head=None,
     decode_head=dict(

@@ -70,4 +70,4 @@ model = dict(
         num_samples=1,
         reward=dict(correct=1.0, type='PixelMatchReward', wrong=0.0),
         type='RSSHead'))
-randomness = dict(diff_rank_seed=True)
+randomness = dict(diff_rank_seed=True, seed=None)

@@ -127,11 +127,13 @@ def rss_overrides(cfg, level: str,
     """What an RSS child config of ``cfg`` (a loaded mmengine ``Config``)
     sets: ``model`` heads, ``custom_hooks``, ``custom_imports`` and
     ``randomness.diff_rank_seed`` (each rank samples its actions from its
-    own random stream; merged into the base's ``randomness``)."""
+    own random stream; the base's ``randomness`` kept, ``seed=None`` when it
+    has none: mmengine's ``set_randomness`` needs a seed)."""
     model = rss_model(cfg['model'], level, scales)
     return dict(
         custom_imports=dict(
             imports=rss_custom_imports(cfg), allow_failed_imports=False),
-        randomness=dict(diff_rank_seed=True),
+        randomness=dict(
+            cfg.get('randomness') or dict(seed=None), diff_rank_seed=True),
         model=model,
         custom_hooks=rss_hooks(cfg.get('custom_hooks'), level, scales))
