@@ -684,8 +684,18 @@ def final_value(run: Run, key: str = 'mIoU') -> Optional[float]:
     return value if value is not None and math.isfinite(value) else None
 
 
-def final_miou(run: Run) -> Optional[float]:
-    return final_value(run, 'mIoU')
+def seed_finals(runs: List[Run], key: str = 'mIoU') -> Dict[int, float]:
+    """Final ``key`` per seed of the runs that have one."""
+    values = {r.seed: final_value(r, key) for r in runs}
+    return {s: v for s, v in values.items() if v is not None}
+
+
+def method_note(method: str, runs: List[Run],
+                skipped: Dict[str, str]) -> str:
+    """Why a method or some of its runs are missing from a table row."""
+    notes = [skipped[method]] if method in skipped else []
+    notes += sorted({f'{r.name}: {r.note}' for r in runs if r.note})
+    return '; '.join(notes)
 
 
 def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
@@ -694,8 +704,7 @@ def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
     for method in methods:
         level = METHODS[method].level
         mine = [r for r in runs if r.method == method]
-        per_seed = {r.seed: final_miou(r) for r in mine}
-        per_seed = {s: v for s, v in per_seed.items() if v is not None}
+        per_seed = seed_finals(mine)
         row: Dict[str, Any] = dict(
             method=method, reward_level=level,
             config=mine[0].config if mine else None,
@@ -704,9 +713,7 @@ def table_rows(methods: List[str], runs: List[Run], skipped: Dict[str, str],
         if per_seed:
             row['miou'], row['miou_min'], row['miou_max'] = \
                 report.median_spread(list(per_seed.values()))
-        notes = [skipped[method]] if method in skipped else []
-        notes += sorted({f'{r.name}: {r.note}' for r in mine if r.note})
-        row['note'] = '; '.join(notes)
+        row['note'] = method_note(method, mine, skipped)
         timed = (timing or {}).get('methods', {}).get(method)
         if timed:
             row['s_per_iter'] = timed['s_per_iter']
@@ -733,19 +740,15 @@ def finetune_rows(methods: List[str], runs: List[Run],
     FINETUNE_REFERENCE (median over seeds of the same-seed difference:
     both started from the same checkpoint), ratios against its medians,
     s/iter and memory; per-seed values in ``per_seed*``."""
-    def finals(mine: List[Run], key: str) -> Dict[int, float]:
-        values = {r.seed: final_value(r, key) for r in mine}
-        return {s: v for s, v in values.items() if v is not None}
-
     ref_runs = [r for r in runs if r.method == FINETUNE_REFERENCE]
-    ref_miou, ref_bf = finals(ref_runs, 'mIoU'), finals(ref_runs, BF_KEY)
+    ref_miou, ref_bf = seed_finals(ref_runs), seed_finals(ref_runs, BF_KEY)
     rows = []
     for method in methods:
         mine = [r for r in runs if r.method == method]
-        miou, bf = finals(mine, 'mIoU'), finals(mine, BF_KEY)
+        miou, bf = seed_finals(mine), seed_finals(mine, BF_KEY)
         start = METHODS[method].start_from
         starts = [r.after for r in mine if r.after is not None]
-        start_miou = finals(starts, 'mIoU')
+        start_miou = seed_finals(starts)
         row: Dict[str, Any] = dict(
             method=method, reward_level=METHODS[method].level,
             reference=FINETUNE_REFERENCE,
@@ -765,9 +768,7 @@ def finetune_rows(methods: List[str], runs: List[Run],
             values = row[f'per_seed_{key}']
             if values:
                 row[key] = statistics.median(values.values())
-        notes = [skipped[method]] if method in skipped else []
-        notes += sorted({f'{r.name}: {r.note}' for r in mine if r.note})
-        row['note'] = '; '.join(notes)
+        row['note'] = method_note(method, mine, skipped)
         timed = (timing or {}).get('methods', {})
         if timed.get(method):
             row['s_per_iter'] = timed[method]['s_per_iter']
