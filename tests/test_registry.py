@@ -24,6 +24,9 @@ import rss_mmseg
     (MODELS, 'PixelRewardLoss'),
     (MODELS, 'PSRRewardLoss'),
     (MODELS, 'PSDLoss'),
+    (MODELS, 'LocalExpectationLoss'),
+    (MODELS, 'ImageRecallReward'),
+    (MODELS, 'WeightedSumReward'),
 ])
 def test_component_is_registered(registry, name):
     assert name in registry.module_dict, f'{name} missing from {registry}'

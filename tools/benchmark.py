@@ -90,6 +90,10 @@ METHODS: Dict[str, Method] = {
     'rss-image-no-psd': Method(
         'image', _ABL + 'rss-image-no-psd_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-local-psd': Method(
+        'image',
+        _ABL + 'rss-image-local-psd_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-reinforce': Method(
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',
@@ -106,6 +110,16 @@ METHODS: Dict[str, Method] = {
         'image', _FT + 'rss-finetune-miou_fast-scnn_1xb8-1k_camvid-176x240.py',
         _FT + 'rss-finetune-miou_fast-scnn_1xb8-250_synthetic-128x128.py',
         'ce'),
+    'rss-finetune-miou-local': Method(
+        'image (one-pixel variants)',
+        _FT + 'rss-finetune-miou-local_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'rss-finetune-miou-local_fast-scnn_1xb8-250_synthetic-128x128'
+        '.py', 'ce'),
+    'rss-finetune-miou-pooled': Method(
+        'image (one-pixel variants, batch mIoU)',
+        _FT + 'rss-finetune-miou-pooled_fast-scnn_1xb8-1k_camvid-176x240.py',
+        _FT + 'rss-finetune-miou-pooled_fast-scnn_1xb8-250_synthetic-128x128'
+        '.py', 'ce'),
     'rss-finetune-boundary': Method(
         'image',
         _FT + 'rss-finetune-boundary_fast-scnn_1xb8-1k_camvid-176x240.py',

@@ -115,3 +115,32 @@ def test_scale_finer_than_the_crop_is_refused_before_training(
     assert result.returncode != 0
     assert '(128, 128) is finer than the training input (64, 64)' in \
         result.stderr
+
+
+class _Head:
+    level, scales = 'image', [None]
+
+    def named_modules(self):
+        return [('decode_head', self)]
+
+
+class _Runner:
+    """Just what before_train_iter reads."""
+
+    def __init__(self, iteration, max_iters, head):
+        from mmengine.logging import MessageHub
+        self.iter, self.max_iters = iteration, max_iters
+        self.model = head
+        self.message_hub = MessageHub.get_instance('psr-mixed-test')
+
+
+def test_mixed_scales_join_every_step_once():
+    hook = ProgressiveScaleHook(scales=[4, 8, 16], mixed_scales=[16])
+    head = _Head()
+    seen = []
+    for iteration in (0, 40, 99):
+        hook.before_train_iter(_Runner(iteration, 100, head), 0)
+        seen.append(head.scales)
+    # the fine grid beside every coarse one, not twice when scheduled
+    assert seen == [[(4, 4), (16, 16)], [(8, 8), (16, 16)], [(16, 16)]]
+    assert hook._schedule()['mixed_scales'] == [[16, 16]]

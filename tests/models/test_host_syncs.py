@@ -20,7 +20,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import rss_mmseg  # noqa: F401
-from rss_mmseg.models.rewards import image as image_rewards
+from rss_mmseg.utils import counting
 from rss_mmseg.models.rewards.checks import check_reward_output
 from tests.models.sync_counter import SyncCounter
 from tests.models.utils import make_data_samples
@@ -39,7 +39,7 @@ def accelerator_paths(monkeypatch):
     host (free there: no device to wait for); on an accelerator they stay
     on the device. The counters must see the accelerator's path.
     """
-    monkeypatch.setattr(image_rewards, '_reads_are_free', lambda device: False)
+    monkeypatch.setattr(counting, 'reads_are_free', lambda device: False)
 
 
 def _train_batch(num_classes, size=64, batch=2, seed=0):
@@ -170,6 +170,14 @@ HEADS = {
     (dict(type='ImageMIoUReward', classes='reference'),
      dict(type='PSDLoss', normalize='syncan', entropy_target=0.5),
      dict(num_samples=4, scales=8, local_block=0.5)),
+    'image, local expectation on cells, mIoU':
+    (dict(type='ImageMIoUReward', classes='reference'),
+     dict(type='LocalExpectationLoss', uniform_weight=0.01),
+     dict(num_samples=2, scales=4)),
+    'image, local expectation per pixel, Dice, pooled':
+    (dict(type='ImageDiceReward'),
+     dict(type='LocalExpectationLoss', pooled=True),
+     dict(num_samples=1, scales=None)),
     'image, CallableReward returning a device tensor':
     (dict(type='CallableReward', fn=device_scores, batched=True,
           pass_inputs=False, value_range=(0, 1)), dict(type='PSDLoss'),

@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 
 import rss_mmseg  # noqa: F401
 from rss_mmseg.models.heads import rss_head
-from rss_mmseg.models.rewards import image as image_rewards
+from rss_mmseg.utils import counting
 from rss_mmseg.models.rewards.checks import (RewardChecks, RewardError,
                                              check_reward_output,
                                              deferred_checks)
@@ -244,7 +244,7 @@ def test_bad_values_in_confusions_are_noted_and_counted_inertly(
         reads_are_free, monkeypatch):
     """Both code paths (CPU shortcuts, accelerator) give the same counts
     and notes; called alone, the functions raise."""
-    monkeypatch.setattr(image_rewards, '_reads_are_free',
+    monkeypatch.setattr(counting, 'reads_are_free',
                         lambda device: reads_are_free)
     gen = torch.Generator().manual_seed(1)
     actions = torch.randint(0, 4, (3, 2, 6, 6), generator=gen)

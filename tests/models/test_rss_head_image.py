@@ -264,6 +264,11 @@ def score_brightness(inputs, action_maps, data_samples):
           loss=dict(type='PSRRewardLoss', baseline='none')),
      'num_samples >= 2'),
     (dict(scales=[]), 'empty'),
+    (dict(loss=dict(type='LocalExpectationLoss'),
+          reward=dict(type='BoundaryFScoreReward', num_classes=NUM_CLASSES)),
+     'cannot score one-cell variants.*PSDLoss'),
+    (dict(loss=dict(type='LocalExpectationLoss'), local_block=0.5),
+     'local_block'),
     (dict(scales='coarse'), 'PSR scale'),
 ])
 def test_bad_image_level_configs_fail_at_build(cfg, words):
@@ -318,3 +323,29 @@ def test_grid_rewards_skip_upsampling_but_equal_the_full_path():
     cells, full = results
     for key in ('loss_psr', 'reward'):
         assert torch.allclose(cells[key], full[key]), key
+
+
+@pytest.mark.parametrize('scales', [4, None, [2, 4]])
+def test_local_expectation_trains_from_exact_variant_gains(scales):
+    """The head hands LocalExpectationLoss the reward's one-cell gains of
+    the very samples it drew, on every grid of the step."""
+    feats, samples = batch()
+    torch.manual_seed(0)
+    head = build_head(num_samples=2, scales=scales,
+                      loss=dict(type='LocalExpectationLoss'))
+    calls = []
+    forward = head.losses[0].forward
+
+    def spy(policy, actions, rewards, valid, gains):
+        calls.append((actions, rewards, gains))
+        return forward(policy, actions, rewards, valid, gains=gains)
+
+    head.losses[0].forward = spy
+    losses = head.loss(feats, samples, None)
+    assert len(calls) == (2 if isinstance(scales, list) else 1)
+    for actions, rewards, gains in calls:
+        expected = head.reward.score_cell_variants(actions, samples)
+        assert torch.equal(rewards, expected[0])
+        assert torch.equal(gains, expected[2])
+    losses['loss_local'].backward()
+    assert head.head.conv_seg.weight.grad.abs().sum() > 0

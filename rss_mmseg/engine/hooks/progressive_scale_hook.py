@@ -36,13 +36,19 @@ class ProgressiveScaleHook(Hook):
             cell count per side interpolated linearly from the first to the
             last of two or more int/tuple grids, rounded). Defaults to
             'step'.
+        mixed_scales (Sequence, optional): Grids added to every step beside
+            the scheduled one (unless equal to it), e.g. ``[32]`` keeps a
+            fine grid, on which a small class can be a cell's majority, in
+            training from the first iteration. The head averages the
+            losses of its scales. Defaults to none.
     """
     priority = 'NORMAL'
 
     def __init__(self,
                  scales: Sequence[ScaleSpec],
                  milestones: Optional[Sequence[Union[int, float]]] = None,
-                 mode: str = 'step') -> None:
+                 mode: str = 'step',
+                 mixed_scales: Sequence[ScaleSpec] = ()) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not scales:
@@ -67,6 +73,7 @@ class ProgressiveScaleHook(Hook):
                     m <= 0 for m in milestones):
                 raise ValueError('milestones must be positive and '
                                  f'increasing, got {list(milestones)}')
+        self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
         self.mode = mode
@@ -113,7 +120,7 @@ class ProgressiveScaleHook(Hook):
             runner.model) else runner.model
         size = getattr(model.data_preprocessor, 'size', None)
         if size is not None:
-            for grid in self.grids:
+            for grid in self.grids + self.mixed:
                 if grid is not None and (grid[0] > size[0]
                                          or grid[1] > size[1]):
                     raise ValueError(
@@ -125,16 +132,22 @@ class ProgressiveScaleHook(Hook):
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         grid = self.grid_at(runner.iter, runner.max_iters)
+        scales = [grid] + [g for g in self.mixed if g != grid]
         for _, head in self._image_heads(runner):
-            head.scales = [grid]
+            head.scales = list(scales)
         rows = 0 if grid is None else grid[0]  # 0: full resolution
         runner.message_hub.update_scalar('train/psr_scale', rows)
 
     def _schedule(self) -> dict:
-        return dict(
+        schedule = dict(
             scales=[None if g is None else list(g) for g in self.grids],
             milestones=self.milestones,
             mode=self.mode)
+        if self.mixed:
+            schedule['mixed_scales'] = [
+                None if g is None else list(g) for g in self.mixed
+            ]
+        return schedule
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('meta', dict())['psr_schedule'] = \

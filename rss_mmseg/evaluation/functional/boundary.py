@@ -23,6 +23,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from ...utils import counting
+
 __all__ = [
     'boundary_mask', 'disc_offsets', 'boundary_match_counts',
     'boundary_fscore'
@@ -113,7 +115,7 @@ def _matched(labels: Tensor, own_edge: Tensor, other_labels: Tensor,
 def _class_counts(labels: Tensor, edge: Tensor, matched: Tensor,
                   maps: Tuple[int, ...], num_classes: int) -> Tensor:
     """(2, *maps, C) counts of matched and of all boundary pixels per map
-    and class, from one scatter_add into a known size (no data-dependent
+    and class, from one histogram of a known size (no data-dependent
     shape, so no host sync)."""
     N = int(torch.Size(maps).numel())
     image = torch.arange(
@@ -123,8 +125,7 @@ def _class_counts(labels: Tensor, edge: Tensor, matched: Tensor,
     index = labels * 3 + image * 3
     index += code
     index = index.expand(*maps, *index.shape[-2:]).reshape(-1)
-    slots = labels.new_zeros(N * num_classes * 3)
-    slots.scatter_add_(0, index, slots.new_ones(()).expand(index.numel()))
+    slots = counting.histogram(index, N * num_classes * 3)
     slots = slots.view(*maps, num_classes, 3)
     return torch.stack([slots[..., 2], slots[..., 1] + slots[..., 2]])
 

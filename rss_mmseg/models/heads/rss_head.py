@@ -1,7 +1,7 @@
 """RSSHead: train any mmseg decode head from rewards instead of labels."""
 import copy
 import logging
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
@@ -303,6 +303,31 @@ class RSSHead(BaseModule):
                     f'needs num_samples >= {min_samples}, got '
                     f'{num_samples}. Fix: set model.decode_head.num_samples'
                     f'={max(min_samples, 2)} (or more)')
+        self.needs_variants = any(
+            getattr(m, 'needs_variants', False) for m in self.losses)
+        pooled = {
+            bool(getattr(m, 'pooled', False))
+            for m in self.losses if getattr(m, 'needs_variants', False)
+        }
+        if len(pooled) > 1:
+            raise ValueError(
+                'the LocalExpectationLosses of one head must agree on '
+                '`pooled` (one set of gains per step)')
+        self.pooled_variants = pooled.pop() if pooled else False
+        if self.needs_variants and not hasattr(self.reward,
+                                               'score_cell_variants'):
+            raise ValueError(
+                f'{type(self.reward).__name__} cannot score one-cell '
+                'variants, which LocalExpectationLoss needs. Fix: use a '
+                'confusion reward (ImageMIoUReward, ImageDiceReward, '
+                'ImageRecallReward, ImageAccuracyReward, or a '
+                'WeightedSumReward of them), or PSDLoss in '
+                'model.decode_head.loss')
+        if self.needs_variants and local_block is not None:
+            raise ValueError(
+                'LocalExpectationLoss enumerates every one-cell variant '
+                'itself: local_block (sampled local pairs) does not apply. '
+                'Fix: remove model.decode_head.local_block')
         if self.level == 'image' and _is_point_head(self.head):
             raise ValueError(
                 f'RSSHead cannot train {type(self.head).__name__} from an '
@@ -633,7 +658,15 @@ class RSSHead(BaseModule):
                     cell_actions = sample_local_variants(
                         policy.sampling_probs, self.num_samples,
                         self.local_block)
-                if grid is not None and hasattr(self.reward, 'score_cells'):
+                gains = None
+                if self.needs_variants:
+                    # rewards and the exact gains of every one-cell variant
+                    # (at full resolution every pixel is a cell)
+                    rewards, valid, gains = self._score(
+                        cell_actions, batch_data_samples, variants=True)
+                    actions = upsample_actions(cell_actions[:1], size)
+                elif grid is not None and hasattr(self.reward,
+                                                  'score_cells'):
                     # exact rewards of the upsampled maps from per-cell
                     # reference counts; only sample 0 is upsampled (stats)
                     rewards, valid = self._score(
@@ -642,7 +675,8 @@ class RSSHead(BaseModule):
                 else:
                     actions = upsample_actions(cell_actions, size)
                     rewards, valid = self._score(actions, batch_data_samples)
-                step = self._learn(policy, cell_actions, rewards, valid)
+                step = self._learn(policy, cell_actions, rewards, valid,
+                                   gains)
             for name, value in step.items():
                 value = value / num_scales
                 losses[name] = losses[name] + value if name in losses \
@@ -655,13 +689,20 @@ class RSSHead(BaseModule):
         losses['psr_cells'] = seg_logits.new_full((), float(rows * cols))
         return losses
 
-    def _learn(self, policy: PixelPolicy, actions: Tensor, rewards: Tensor,
-               valid: Tensor) -> Dict[str, Tensor]:
-        """Run every loss; repeated ``loss_*`` names are summed."""
+    def _learn(self,
+               policy: PixelPolicy,
+               actions: Tensor,
+               rewards: Tensor,
+               valid: Tensor,
+               gains: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Run every loss; repeated ``loss_*`` names are summed. Losses that
+        ``needs_variants`` also get the one-cell variant ``gains``."""
         losses: Dict[str, Tensor] = dict()
         for loss_module in self.losses:
-            for name, value in loss_module(policy, actions, rewards,
-                                           valid).items():
+            extra = dict(gains=gains) if getattr(
+                loss_module, 'needs_variants', False) else dict()
+            for name, value in loss_module(policy, actions, rewards, valid,
+                                           **extra).items():
                 if name in losses and 'loss' in name:
                     losses[name] = losses[name] + value
                 else:
@@ -671,7 +712,8 @@ class RSSHead(BaseModule):
     def _score(self,
                actions: Tensor,
                batch_data_samples: SampleList,
-               cells: bool = False) -> Tuple[Tensor, Tensor]:
+               cells: bool = False,
+               variants: bool = False) -> Tuple[Tensor, ...]:
         """Call the reward and check what it returns.
 
         With ``cells=True`` the actions are PSR cell grids (K, B, rows,
@@ -703,9 +745,15 @@ class RSSHead(BaseModule):
         checks = self._reward_checks
         step, self._reward_label = self._step_number()
         checks.begin_call(step, actions.device)
+        gains = None
         try:
             with deferred_checks(checks):
-                if cells:
+                if variants:
+                    *out, gains = self.reward.score_cell_variants(
+                        actions, batch_data_samples,
+                        pooled=self.pooled_variants)
+                    out = tuple(out)
+                elif cells:
                     out = self.reward.score_cells(actions,
                                                   batch_data_samples)
                 elif getattr(self.reward, 'needs_inputs', False):
@@ -717,12 +765,12 @@ class RSSHead(BaseModule):
             rewards, valid = check_reward_output(self.reward, out, actions,
                                                  self.level, checks)
         except RewardError as error:
-            return self._bad_reward(error, actions)
+            return self._bad_reward(error, actions, variants)
         except Exception as error:  # the user's scorer failed
             return self._bad_reward(
                 RewardError(f'{self.reward!r} raised '
                             f'{type(error).__name__}: {error}'), actions,
-                error)
+                variants, error)
         finally:
             bad = checks.end_call()
         if bad is not None:
@@ -732,13 +780,18 @@ class RSSHead(BaseModule):
             valid = valid & ~bad
             self._step_bad = bad if self._step_bad is None \
                 else self._step_bad | bad
+            if gains is not None:
+                gains = gains.masked_fill(bad, 0.0)
+        if variants:
+            return rewards, valid, gains
         return rewards, valid
 
     def _bad_reward(self,
                     error: 'RewardError',
                     actions: Tensor,
+                    variants: bool = False,
                     cause: Union[BaseException, None] = None
-                    ) -> Tuple[Tensor, Tensor]:
+                    ) -> Tuple[Tensor, ...]:
         iteration = MessageHub.get_current_instance().get_info('iter')
         where = ('' if iteration is None else
                  f' at training iteration {iteration + 1}')
@@ -758,8 +811,13 @@ class RSSHead(BaseModule):
         if self.level == 'pixel':
             return (actions.new_zeros(actions.shape, dtype=torch.float32),
                     actions.new_zeros(actions.shape[1:], dtype=torch.bool))
-        return (actions.new_zeros((K, B), dtype=torch.float32),
-                actions.new_zeros((B, ), dtype=torch.bool))
+        out = (actions.new_zeros((K, B), dtype=torch.float32),
+               actions.new_zeros((B, ), dtype=torch.bool))
+        if variants:  # cell actions (K, B, h, w): no gains either
+            out += (actions.new_zeros(
+                (K, B, self.num_classes) + tuple(actions.shape[2:]),
+                dtype=torch.float32), )
+        return out
 
     @torch.no_grad()
     def _statistics(self, seg_logits: Tensor, actions: Tensor,

@@ -20,6 +20,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ...utils import counting
 from ..policy import pixel_cells
 from .checks import RewardChecks, checking
 from .pixel import stack_gt_sem_seg
@@ -43,16 +44,6 @@ def _check_actions(actions: Tensor) -> None:
             or actions.dtype == torch.bool:
         raise TypeError('actions must hold integer class indices, got '
                         f'dtype {actions.dtype}')
-
-
-def _reads_are_free(device: torch.device) -> bool:
-    """Whether reading tensor values on the host costs no device sync.
-
-    True for CPU tensors: there the data-dependent shortcuts (a bincount
-    sized by its input, clamping only what needs it) are free; on an
-    accelerator every value check stays on the device.
-    """
-    return device.type == 'cpu'
 
 
 def _describe_reference(num_classes: int, ignore_index: int):
@@ -96,25 +87,9 @@ def _check_action_values(actions: Tensor, num_classes: int,
     bad = (low < 0) | (high >= num_classes)
     checks.note('action', bad, low, high, _describe_action(num_classes),
                 ('action', num_classes))
-    if _reads_are_free(actions.device) and not bool(bad):
+    if counting.reads_are_free(actions.device) and not bool(bad):
         return actions
     return actions.clamp(0, num_classes - 1)
-
-
-def _histogram(index: Tensor, length: int) -> Tensor:
-    """Counts of each value of a 1-D ``index`` known to lie in
-    [0, length), exactly ``length`` of them, int64.
-
-    ``torch.bincount`` on CUDA reads the input's maximum and minimum on the
-    host to size its output: a sync. ``index_add_`` into a buffer of the
-    known length does not (and is deterministic for integer counts).
-    """
-    if _reads_are_free(index.device):
-        return torch.bincount(index, minlength=length)
-    one = torch.ones((), dtype=torch.long, device=index.device)
-    return torch.zeros(
-        length, dtype=torch.long, device=index.device).index_add_(
-            0, index, one.expand(index.numel()))
 
 
 def _infer_num_classes(actions: Tensor, reference: Tensor,
@@ -156,7 +131,7 @@ def _count_pixels(actions: Tensor, reference: Tensor, valid: Tensor,
         K, device=actions.device).mul_(B * slots).view(K, 1, 1, 1)
     # Order does not matter to a histogram; reshape copies only if the
     # actions had a non-contiguous layout.
-    counts = _histogram(index.reshape(-1), num_classes * stride)
+    counts = counting.histogram(index.reshape(-1), num_classes * stride)
     return counts.view(num_classes, K, B, slots)
 
 
@@ -264,6 +239,18 @@ def per_image_cell_confusion(cell_actions: Tensor,
                          'match the reference maps '
                          f'{tuple(reference.shape)} (B, H >= rows, '
                          'W >= cols)')
+    hist, cell_actions, num_classes = _cell_histograms(
+        cell_actions, reference, num_classes, ignore_index)
+    return _cell_confusion(cell_actions, hist, num_classes,
+                           reference[0].numel())
+
+
+def _cell_histograms(cell_actions: Tensor, reference: Tensor,
+                     num_classes: Optional[int],
+                     ignore_index: int) -> Tuple[Tensor, Tensor, int]:
+    """Reference histogram of every cell (B, cells, C + 1), ignored pixels
+    in the last slot; the checked cell actions and the number of classes."""
+    K, B, rows, cols = cell_actions.shape
     device = cell_actions.device
     reference = reference.to(device=device, dtype=torch.long)
     valid = reference != ignore_index
@@ -276,17 +263,25 @@ def per_image_cell_confusion(cell_actions: Tensor,
         cell_actions = _check_action_values(cell_actions, num_classes,
                                             checks)
     slots, cells = num_classes + 1, rows * cols
-    # reference histogram of every cell, ignored pixels in the last slot
     index = reference.masked_fill(~valid, num_classes)
     index += (pixel_cells((rows, cols), reference.shape[-2:], device) +
               torch.arange(B, device=device).view(B, 1, 1) * cells) * slots
-    hist = _histogram(index.view(-1), B * cells * slots).view(B, cells, slots)
+    hist = counting.histogram(index.view(-1), B * cells * slots).view(
+        B, cells, slots)
+    return hist, cell_actions, num_classes
+
+
+def _cell_confusion(cell_actions: Tensor, hist: Tensor, num_classes: int,
+                    image_pixels: int) -> Tensor:
+    """Confusion (K, B, C, C) of cell grids from their cell histograms."""
+    K, B = cell_actions.shape[:2]
+    cells, slots = hist.shape[1:]
     # (chosen class, cell) one-hot of every sample times the histograms:
     # one batched matmul per image, exact in floating point (integer counts
     # below 2**24, or 2**53 in float64)
-    dtype = torch.float32 if reference[0].numel() < 2**24 else torch.float64
+    dtype = torch.float32 if image_pixels < 2**24 else torch.float64
     chosen = torch.zeros(
-        B, K, num_classes, cells, dtype=dtype, device=device)
+        B, K, num_classes, cells, dtype=dtype, device=hist.device)
     chosen_index = cell_actions.reshape(K, B, 1, cells).transpose(0, 1)
     chosen.scatter_(2, chosen_index.long(), 1.0)
     confusion = torch.bmm(
@@ -294,6 +289,14 @@ def per_image_cell_confusion(cell_actions: Tensor,
     confusion = confusion.view(B, K, num_classes, slots)[..., :num_classes]
     # (B, K, pred, ref) -> (K, B, ref, pred)
     return confusion.permute(1, 0, 3, 2).round().long().contiguous()
+
+
+def _pool(confusion: Tensor, pooled: bool) -> Tensor:
+    """Float confusion (K, B, C, C), each image's or the batch's sum."""
+    confusion = confusion.float()
+    if pooled:
+        return confusion.sum(1, keepdim=True).expand_as(confusion)
+    return confusion
 
 
 class _ConfusionReward:
@@ -385,6 +388,207 @@ class _ConfusionReward:
         valid = confusion[0].sum((-2, -1)) > 0
         return self.score(confusion.float()), valid
 
+    def score_cell_variants(self,
+                            cell_actions: Tensor,
+                            data_samples: List[SegDataSample],
+                            pooled: bool = False
+                            ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Score cell grids and every grid that differs from one in a cell.
+
+        For sample k, image b, class c and cell i, the gain
+        ``R(a_k with cell i set to c) - R(a_k)``: the rewards of K * cells *
+        C one-cell variants, exactly and without scoring them one by one
+        (only the two classes a cell moves between change their counts).
+        Used by :class:`~rss_mmseg.models.losses.LocalExpectationLoss`.
+        With ``cell_actions`` at the reference's size every pixel is a
+        cell, and a pixel's gains depend only on its own, its reference and
+        the new class: they are read from a (C, 2, C, 2) table per sample.
+
+        Args:
+            cell_actions (Tensor): Cell classes (K, B, rows, cols), integer.
+            data_samples (list[:obj:`SegDataSample`]): The batch.
+            pooled (bool): Gains of the score of the batch's pooled
+                confusion (the B images' counts summed, sample k of every
+                image together) instead of the image's own: a class then
+                weighs by its pixels over the batch, as in the dataset
+                mIoU that validation reports, not by its presence in each
+                image. Defaults to False.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: Rewards (K, B) float32 (each
+            image's own), valid (B,) bool, and the gains
+            (K, B, C, rows, cols) float32 (0 where c is the cell's own
+            class, and on ignored pixels).
+        """
+        _check_actions(cell_actions)
+        K, B, rows, cols = cell_actions.shape
+        reference = stack_gt_sem_seg(data_samples).to(
+            device=cell_actions.device, dtype=torch.long)
+        if reference.shape[0] != B or reference.shape[1] < rows \
+                or reference.shape[2] < cols:
+            raise ValueError(f'cell actions {tuple(cell_actions.shape)} do '
+                             'not match the reference maps '
+                             f'{tuple(reference.shape)} (B, H >= rows, '
+                             'W >= cols)')
+        if tuple(reference.shape[1:]) == (rows, cols):
+            with checking() as checks:
+                num_classes = _num_classes(self.num_classes, checks)
+                valid = reference != self.ignore_index
+                if num_classes is None:
+                    num_classes = _infer_num_classes(cell_actions, reference,
+                                                     valid)
+                valid = _check_reference(reference, valid, num_classes,
+                                         self.ignore_index, checks)
+                actions = _check_action_values(cell_actions, num_classes,
+                                               checks).long()
+            confusion = _to_confusion(
+                _count_pixels(actions, reference, valid, num_classes))
+            labels = reference.masked_fill(~valid, num_classes)
+            gains = self.pixel_variant_gains(_pool(confusion, pooled),
+                                             actions.flatten(2),
+                                             labels.flatten(1))
+        else:
+            hist, actions, num_classes = _cell_histograms(
+                cell_actions, reference, self.num_classes,
+                self.ignore_index)
+            confusion = _cell_confusion(actions, hist, num_classes,
+                                        reference[0].numel())
+            gains = self.variant_gains(_pool(confusion, pooled),
+                                       actions.flatten(2).long(),
+                                       hist[..., :num_classes].float())
+        confusion = confusion.float()
+        valid = confusion[0].sum((-2, -1)) > 0
+        gains = gains.view(K, B, num_classes, rows, cols)
+        return self.score(confusion), valid, gains
+
+    def _move_terms(self, confusion: Tensor, hits: Tensor, size: Tensor,
+                    own: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Changes of the class-mean's sum and count when cells move.
+
+        ``hits`` and ``size`` (broadcast against (K, B, ..., C)) are the
+        reference pixels of each class in the moved cells and their valid
+        pixels. Returns, per class, the changes ``(dT, dN)`` when the cells
+        leave the class (gathered at ``own`` if given) and when they join
+        it, and the current ``(T, N)`` (K, B, 1, 1).
+        """
+        true_pos, ref_count, pred_count = _class_terms(confusion)
+        term, present = self.class_scores(true_pos, ref_count, pred_count)
+        present = present.to(term.dtype)
+        now = term * present
+        shape = (true_pos.shape[0], true_pos.shape[1]) + (1, ) * (
+            hits.dim() - 3)
+        grow = lambda x: x.view(*shape, x.shape[-1])  # noqa: E731
+        if own is not None:
+            pick = lambda x: x.gather(  # noqa: E731
+                -1, own.squeeze(-1)).unsqueeze(-1)
+            lost_hits = hits.gather(-1, own)
+            term_l, present_l = self.class_scores(
+                pick(true_pos) - lost_hits, pick(ref_count),
+                pick(pred_count) - size)
+            leave = (term_l * present_l - pick(now),
+                     present_l.to(term.dtype) - pick(present))
+        else:
+            term_l, present_l = self.class_scores(
+                grow(true_pos) - hits, grow(ref_count),
+                grow(pred_count) - size)
+            leave = (term_l * present_l - grow(now),
+                     present_l.to(term.dtype) - grow(present))
+        term_j, present_j = self.class_scores(
+            grow(true_pos) + hits, grow(ref_count), grow(pred_count) + size)
+        join = (term_j * present_j - grow(now),
+                present_j.to(term.dtype) - grow(present))
+        total = now.sum(-1).view(shape + (1, ))
+        count = present.sum(-1).view(shape + (1, ))
+        return leave, join, (total, count)
+
+    @staticmethod
+    def _mean_change(d_total: Tensor, d_count: Tensor, total: Tensor,
+                     count: Tensor) -> Tensor:
+        """``(T + dT) / max(N + dN, 1) - T / max(N, 1)``, without cancelling
+        when ``dN = 0``."""
+        old = count.clamp(min=1)
+        new = (count + d_count).clamp(min=1)
+        return (d_total * old - total * (new - old)) / (new * old)
+
+    def variant_gains(self, confusion: Tensor, actions: Tensor,
+                      counts: Tensor) -> Tensor:
+        """Gains (K, B, C, cells) of the one-cell variants of cell grids.
+
+        The default serves rewards that are a mean of per-class terms over
+        the present classes (:meth:`class_scores`): moving cell i from
+        class a to class c changes the terms of a and c only.
+
+        Args:
+            confusion (Tensor): Float confusion (K, B, C, C) of the samples.
+            actions (Tensor): Their cell classes (K, B, cells), long.
+            counts (Tensor): Reference class counts per cell (B, cells, C),
+                float (ignored pixels not counted).
+        """
+        K = actions.shape[0]
+        own = actions.unsqueeze(-1)  # (K, B, cells, 1)
+        hits = counts.unsqueeze(0)  # (1, B, cells, C)
+        size = hits.sum(-1, keepdim=True)
+        leave, join, (total, count) = self._move_terms(
+            confusion, hits.expand(K, -1, -1, -1), size, own)
+        gains = self._mean_change(leave[0] + join[0], leave[1] + join[1],
+                                  total, count)
+        classes = torch.arange(gains.shape[-1], device=gains.device)
+        return gains.masked_fill(classes == own, 0.0).transpose(2, 3)
+
+    def pixel_variant_gains(self, confusion: Tensor, actions: Tensor,
+                            labels: Tensor) -> Tensor:
+        """Gains (K, B, C, pixels) when every cell is one pixel.
+
+        A pixel moving from class a to c changes the class mean by an
+        amount that depends only on ``(a, a == y, c, c == y)``, y its
+        reference: a (C, 2, C, 2) table per sample and image, read with
+        one gather per pixel and class.
+
+        Args:
+            confusion (Tensor): Float confusion (K, B, C, C) of the samples.
+            actions (Tensor): Their classes (K, B, pixels), long.
+            labels (Tensor): Reference classes (B, pixels), long, C where
+                ignored.
+        """
+        K, B, pixels = actions.shape
+        C = confusion.shape[-1]
+        hit = torch.arange(2, dtype=confusion.dtype, device=confusion.device)
+        # leave/join terms per (hit, class), then (K, B, C, 2)
+        leave, join, (total, count) = self._move_terms(
+            confusion, hit.view(1, 1, 2, 1), torch.ones((), device=hit.device),
+            None)
+        leave = [x.expand(K, B, 2, C).transpose(-1, -2) for x in leave]
+        join = [x.expand(K, B, 2, C).transpose(-1, -2) for x in join]
+        total, count = total.view(K, B, 1, 1), count.view(K, B, 1, 1)
+        # table[k, b, c, h_c, a * 2 + h_a]
+        d_total = leave[0].reshape(K, B, 1, 1, 2 * C) + join[0].view(
+            K, B, C, 2, 1)
+        d_count = leave[1].reshape(K, B, 1, 1, 2 * C) + join[1].view(
+            K, B, C, 2, 1)
+        table = self._mean_change(d_total, d_count, total.unsqueeze(-1),
+                                  count.unsqueeze(-1))
+        valid = labels < C  # (B, pixels)
+        row = actions * 2 + (actions == labels).long()  # (K, B, pixels)
+        # every class c as a miss (h_c = 0) ...
+        gains = table[:, :, :, 0].gather(
+            -1, row.unsqueeze(2).expand(K, B, C, pixels))
+        # ... except the reference class, a hit
+        label = labels.clamp(max=C - 1).expand(K, B, pixels)
+        on_label = table[:, :, :, 1].flatten(2).gather(
+            -1, label * 2 * C + row)
+        gains.scatter_(2, label.unsqueeze(2), on_label.unsqueeze(2))
+        own = actions.unsqueeze(2)
+        gains.scatter_(2, own, 0.0)
+        return gains * valid.unsqueeze(1).to(gains.dtype)
+
+    def class_scores(self, true_pos: Tensor, ref_count: Tensor,
+                     pred_count: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-class terms and the classes the mean runs over (bool)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} is not a mean of per-class terms: it '
+            'cannot score one-cell variants. Fix: use PSDLoss or '
+            'PSRRewardLoss with this reward')
+
     def score(self, confusion: Tensor) -> Tensor:
         """Map float confusion matrices (K, B, C, C) to scores (K, B)."""
         raise NotImplementedError
@@ -443,11 +647,14 @@ class ImageMIoUReward(_ConfusionReward):
                              f'{self.CLASS_SETS}, got {classes!r}')
         self.classes = classes
 
-    def score(self, confusion: Tensor) -> Tensor:
-        true_pos, ref_count, pred_count = _class_terms(confusion)
+    def class_scores(self, true_pos: Tensor, ref_count: Tensor,
+                     pred_count: Tensor) -> Tuple[Tensor, Tensor]:
         union = ref_count + pred_count - true_pos
         present = union > 0 if self.classes == 'union' else ref_count > 0
-        return _mean_over_present(true_pos / union.clamp(min=1), present)
+        return true_pos / union.clamp(min=1), present
+
+    def score(self, confusion: Tensor) -> Tensor:
+        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
 
     def __repr__(self) -> str:
         return f'{super().__repr__()[:-1]}, classes={self.classes!r})'
@@ -468,6 +675,27 @@ class ImageAccuracyReward(_ConfusionReward):
         correct = confusion.diagonal(dim1=-2, dim2=-1).sum(-1)
         return correct / confusion.sum((-2, -1)).clamp(min=1)
 
+    def variant_gains(self, confusion: Tensor, actions: Tensor,
+                      counts: Tensor) -> Tensor:
+        """A cell moved from class a to c gains ``(n_c - n_a) / pixels``."""
+        pixels = confusion.sum((-2, -1)).clamp(min=1)[..., None, None]
+        hits_own = counts.expand(actions.shape[0], -1, -1, -1).gather(
+            -1, actions.unsqueeze(-1))
+        return ((counts.unsqueeze(0) - hits_own) / pixels).transpose(2, 3)
+
+    def pixel_variant_gains(self, confusion: Tensor, actions: Tensor,
+                            labels: Tensor) -> Tensor:
+        """A pixel moved from a to c gains ``([c = y] - [a = y]) / pixels``."""
+        K, B, pixels = actions.shape
+        C = confusion.shape[-1]
+        total = confusion.sum((-2, -1)).clamp(min=1).view(K, B, 1, 1)
+        valid = (labels < C).to(confusion.dtype)
+        onehot = torch.zeros(B, C + 1, pixels, device=labels.device)
+        onehot.scatter_(1, labels.unsqueeze(1), 1.0)
+        hit = (actions == labels).to(confusion.dtype).unsqueeze(2)
+        return (onehot[:, :C].unsqueeze(0) - hit) * valid.view(
+            1, B, 1, pixels) / total
+
 
 @MODELS.register_module()
 class ImageDiceReward(_ConfusionReward):
@@ -483,11 +711,13 @@ class ImageDiceReward(_ConfusionReward):
             call. Defaults to None.
     """
 
-    def score(self, confusion: Tensor) -> Tensor:
-        true_pos, ref_count, pred_count = _class_terms(confusion)
+    def class_scores(self, true_pos: Tensor, ref_count: Tensor,
+                     pred_count: Tensor) -> Tuple[Tensor, Tensor]:
         total = ref_count + pred_count  # 2 TP + FP + FN
-        present = total > 0
-        return _mean_over_present(2 * true_pos / total.clamp(min=1), present)
+        return 2 * true_pos / total.clamp(min=1), total > 0
+
+    def score(self, confusion: Tensor) -> Tensor:
+        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
 
 
 @MODELS.register_module()
@@ -507,7 +737,9 @@ class ImageRecallReward(_ConfusionReward):
             call. Defaults to None.
     """
 
+    def class_scores(self, true_pos: Tensor, ref_count: Tensor,
+                     pred_count: Tensor) -> Tuple[Tensor, Tensor]:
+        return true_pos / ref_count.clamp(min=1), ref_count > 0
+
     def score(self, confusion: Tensor) -> Tensor:
-        true_pos, ref_count, _ = _class_terms(confusion)
-        return _mean_over_present(true_pos / ref_count.clamp(min=1),
-                                  ref_count > 0)
+        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))

@@ -62,6 +62,10 @@ class WeightedSumReward:
         self.level = levels.pop()
         self.needs_inputs = any(
             getattr(r, 'needs_inputs', False) for r in self.rewards)
+        if all(hasattr(r, 'score_cell_variants') for r in self.rewards):
+            # exact one-cell variants (LocalExpectationLoss) when every
+            # part can score them
+            self.score_cell_variants = self._score_cell_variants
         ranges = [getattr(r, 'value_range', None) for r in self.rewards]
         self.value_range: Optional[Tuple[float, float]] = None
         if all(r is not None for r in ranges):
@@ -87,6 +91,22 @@ class WeightedSumReward:
             total = part * weight if total is None else total + part * weight
             valid = part_valid if valid is None else valid & part_valid
         return total, valid
+
+    def _score_cell_variants(self,
+                             cell_actions: Tensor,
+                             data_samples: List[SegDataSample],
+                             pooled: bool = False
+                             ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The weighted sums of the parts' rewards and one-cell variant
+        gains (bound as ``score_cell_variants`` when every part has it)."""
+        total = None
+        for reward, weight in zip(self.rewards, self.weights):
+            rewards, valid, gains = reward.score_cell_variants(
+                cell_actions, data_samples, pooled=pooled)
+            part = (rewards * weight, valid, gains * weight)
+            total = part if total is None else (
+                total[0] + part[0], total[1] & part[1], total[2] + part[2])
+        return total
 
     def __repr__(self) -> str:
         parts = ', '.join(f'{w:g} * {r!r}'

@@ -1,0 +1,21 @@
+# Reward fine-tuning for mIoU with exact one-cell credit: the CE 4k model
+# tuned with the image's mIoU (over the classes of the reference or the
+# sample) through LocalExpectationLoss. Every pixel is a cell; for each of K
+# = 2 sampled maps the reward of every one-pixel variant (every pixel set to
+# every class, the others held) is computed exactly from the confusion
+# counts, and each pixel's logits get the gradient of the expected reward
+# over its own class. A sharp policy's samples hardly differ, which starves
+# sampled pair comparisons (rss-finetune-miou); this credit does not depend
+# on them. Labels reach the gradient only through reward values of whole
+# maps.
+_base_ = './ce-continued_fast-scnn_1xb8-1k_camvid-176x240.py'
+model = dict(
+    decode_head=dict(
+        _delete_=True,
+        type='RSSHead',
+        head={{_base_.model.decode_head}},
+        num_classes={{_base_.model.decode_head.num_classes}},
+        reward=dict(type='ImageMIoUReward', classes='union'),
+        loss=dict(type='LocalExpectationLoss', normalize='cells'),
+        num_samples=2,
+        scales=None))

@@ -1,0 +1,5 @@
+# Reward fine-tuning for mIoU with exact one-pixel credit against the
+# batch's pooled mIoU, on the synthetic set (the synthetic counterpart of
+# rss-finetune-miou-pooled_fast-scnn_1xb8-1k_camvid-176x240.py).
+_base_ = './rss-finetune-miou-local_fast-scnn_1xb8-250_synthetic-128x128.py'
+model = dict(decode_head=dict(loss=dict(pooled=True)))

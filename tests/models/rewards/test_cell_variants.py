@@ -1,0 +1,116 @@
+"""One-cell variant gains of the confusion rewards, against brute force.
+
+``score_cell_variants`` must give, for every sample, cell and class, exactly
+``R(sample with that cell set to that class) - R(sample)`` where R is the
+reward's own ``__call__`` on the upsampled map: the gains are reward values
+of whole maps and nothing else (no label reaches LocalExpectationLoss
+another way).
+"""
+import pytest
+import torch
+
+from rss_mmseg.models.policy import upsample_actions
+from rss_mmseg.models.rewards import (BoundaryFScoreReward, ImageAccuracyReward,
+                                      ImageDiceReward, ImageMIoUReward,
+                                      ImageRecallReward, WeightedSumReward)
+from tests.models.utils import make_data_samples
+
+C = 5
+REWARDS = {
+    'mIoU union': lambda: ImageMIoUReward(num_classes=C),
+    'mIoU reference': lambda: ImageMIoUReward(classes='reference'),
+    'Dice': lambda: ImageDiceReward(num_classes=C),
+    'recall': lambda: ImageRecallReward(num_classes=C),
+    'accuracy': lambda: ImageAccuracyReward(num_classes=C),
+    'weighted sum': lambda: WeightedSumReward(
+        [ImageMIoUReward(num_classes=C),
+         ImageRecallReward(num_classes=C)], [0.7, 0.3]),
+}
+
+
+def brute_force_gains(reward, cell_actions, samples, size):
+    K, B, rows, cols = cell_actions.shape
+    base, _ = reward(upsample_actions(cell_actions, size), samples)
+    gains = torch.zeros(K, B, C, rows, cols)
+    for i in range(rows):
+        for j in range(cols):
+            for c in range(C):
+                variant = cell_actions.clone()
+                variant[:, :, i, j] = c
+                scored, _ = reward(upsample_actions(variant, size), samples)
+                gains[:, :, c, i, j] = scored - base
+    return base, gains
+
+
+@pytest.mark.parametrize('name', list(REWARDS))
+@pytest.mark.parametrize('grid', [(3, 4), (12, 10)], ids=['cells', 'pixels'])
+def test_variant_gains_equal_scoring_every_variant(name, grid):
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.randint(0, C, (2, 12, 10), generator=gen)
+    reference[0, :3] = 255  # ignored rows: neither counted nor predicted
+    reference[1][reference[1] == 3] = 2  # class 3 absent from image 1
+    samples = make_data_samples(reference)
+    actions = torch.randint(0, C, (3, 2, *grid), generator=gen)
+    reward = REWARDS[name]()
+    rewards, valid, gains = reward.score_cell_variants(actions, samples)
+    if reward.__class__ is ImageMIoUReward and reward.num_classes is None:
+        reward.num_classes = C  # the brute force must know absent classes
+    base, expected = brute_force_gains(reward, actions, samples, (12, 10))
+    assert valid.all()
+    assert torch.allclose(rewards, base, atol=1e-6)
+    assert gains.shape == (3, 2, C, *grid)
+    assert torch.allclose(gains, expected, atol=1e-6)
+    # a cell's own class is no change
+    own = gains.gather(2, actions.unsqueeze(2))
+    assert (own == 0).all()
+    # and some variants matter, in both directions
+    assert (gains > 1e-3).any() and (gains < -1e-3).any()
+
+
+def test_image_without_valid_pixels_is_invalid_with_zero_gains():
+    reference = torch.full((2, 8, 8), 255)
+    reference[1] = 1
+    samples = make_data_samples(reference)
+    actions = torch.randint(0, C, (2, 2, 4, 4),
+                            generator=torch.Generator().manual_seed(1))
+    _, valid, gains = ImageMIoUReward(num_classes=C).score_cell_variants(
+        actions, samples)
+    assert valid.tolist() == [False, True]
+    assert (gains[:, 0] == 0).all()
+
+
+def test_rewards_that_are_not_class_means_have_no_variants():
+    assert not hasattr(BoundaryFScoreReward(num_classes=C),
+                       'score_cell_variants')
+    mixed = WeightedSumReward(
+        [ImageMIoUReward(), BoundaryFScoreReward(num_classes=C)])
+    assert not hasattr(mixed, 'score_cell_variants')
+
+
+@pytest.mark.parametrize('grid', [(3, 4), (12, 10)], ids=['cells', 'pixels'])
+def test_pooled_gains_are_changes_of_the_batch_score(grid):
+    """pooled=True: a cell of image b is credited with its change of the
+    mIoU of the batch's summed confusion."""
+    from rss_mmseg.models.rewards import per_image_confusion
+    gen = torch.Generator().manual_seed(2)
+    reference = torch.randint(0, C, (3, 12, 10), generator=gen)
+    reference[2, :4] = 255
+    samples = make_data_samples(reference)
+    actions = torch.randint(0, C, (2, 3, *grid), generator=gen)
+    reward = ImageMIoUReward(num_classes=C)
+    _, _, gains = reward.score_cell_variants(actions, samples, pooled=True)
+
+    def batch_score(cell_actions):
+        confusion = per_image_confusion(
+            upsample_actions(cell_actions, (12, 10)), reference, C)
+        return reward.score(confusion.sum(1, keepdim=True).float())[:, 0]
+
+    base = batch_score(actions)
+    for b, i, j, c in [(0, 0, 0, 1), (1, 2, 3, 4), (2, 0, 1, 0), (2, 2, 2, 3)]:
+        variant = actions.clone()
+        variant[:, b, i, j] = c
+        assert torch.allclose(batch_score(variant) - base,
+                              gains[:, b, c, i, j], atol=1e-6)
+    own = ImageMIoUReward(num_classes=C).score_cell_variants(actions,
+                                                             samples)[2]
+    assert not torch.allclose(own, gains)
