@@ -303,8 +303,11 @@ def test_resolve_methods_adds_what_fine_tuning_needs():
     assert benchmark.resolve_methods(['rss-pixel'], True)[0] == [
         'ce', 'rss-pixel']
     everything, added = benchmark.resolve_methods(None, True)
-    assert everything[-4:] == ['ce-continued', 'lovasz-finetune',
-                               'rss-finetune-miou', 'rss-finetune-boundary']
+    assert everything[-6:] == [
+        'ce-continued', 'lovasz-finetune', 'rss-finetune-miou',
+        'rss-finetune-miou-local', 'rss-finetune-miou-pooled',
+        'rss-finetune-boundary'
+    ]
     assert added == []
 
 

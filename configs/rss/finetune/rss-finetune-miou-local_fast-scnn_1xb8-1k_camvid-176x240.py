@@ -1,6 +1,8 @@
 # Reward fine-tuning for mIoU with exact one-cell credit: the CE 4k model
-# tuned with the image's mIoU (over the classes of the reference or the
-# sample) through LocalExpectationLoss. Every pixel is a cell; for each of K
+# tuned with the image's mIoU over the classes of its reference (as
+# LovaszLoss(classes='present') averages them; a false positive of an absent
+# class costs the pixels it takes from the true class) through
+# LocalExpectationLoss. Every pixel is a cell; for each of K
 # = 2 sampled maps the reward of every one-pixel variant (every pixel set to
 # every class, the others held) is computed exactly from the confusion
 # counts, and each pixel's logits get the gradient of the expected reward
@@ -15,7 +17,7 @@ model = dict(
         type='RSSHead',
         head={{_base_.model.decode_head}},
         num_classes={{_base_.model.decode_head.num_classes}},
-        reward=dict(type='ImageMIoUReward', classes='union'),
+        reward=dict(type='ImageMIoUReward', classes='reference'),
         loss=dict(type='LocalExpectationLoss', normalize='cells'),
         num_samples=2,
         scales=None))

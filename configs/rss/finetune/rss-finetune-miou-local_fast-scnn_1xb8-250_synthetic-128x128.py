@@ -10,7 +10,7 @@ model = dict(
         type='RSSHead',
         head={{_base_.model.decode_head}},
         num_classes={{_base_.model.decode_head.num_classes}},
-        reward=dict(type='ImageMIoUReward', classes='union'),
+        reward=dict(type='ImageMIoUReward', classes='reference'),
         loss=dict(type='LocalExpectationLoss', normalize='cells'),
         num_samples=2,
         scales=None))
