@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
-from .utils import _PrecomputedGradient, check_uniform_pull, uniform_pull
+from .utils import (_PrecomputedGradient, check_loss_args,
+                    check_uniform_pull, uniform_pull)
 
 NORMALIZES = ('cells', 'syncan', 'group', 'none')
 STEPS = ('gradient', 'mirror')
@@ -115,11 +116,7 @@ class LocalExpectationLoss(nn.Module):
             raise ValueError(f'step must be one of {STEPS}, got {step!r}')
         if not temperature > 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
-        if eps <= 0:
-            raise ValueError(f'eps must be > 0, got {eps}')
-        if not loss_name.startswith('loss_'):
-            raise ValueError('loss_name must start with "loss_" to be '
-                             f'back-propagated, got {loss_name!r}')
+        check_loss_args(loss_name, eps)
         self.loss_weight = loss_weight
         self.normalize = normalize
         self.step = step

@@ -57,7 +57,8 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
-from .utils import _PrecomputedGradient, collapse_weights
+from .utils import (_PrecomputedGradient, check_loss_args,
+                    collapse_weights)
 
 BASELINES = ('none', 'mean', 'loo', 'syncan')
 
@@ -156,9 +157,7 @@ class PixelRewardLoss(nn.Module):
                  and not isinstance(max_weight, bool) and max_weight > 0)):
             raise ValueError("max_weight must be 'auto', None or a number "
                              f'> 0, got {max_weight!r}')
-        if not loss_name.startswith('loss_'):
-            raise ValueError('loss_name must start with "loss_" to be '
-                             f'back-propagated, got {loss_name!r}')
+        check_loss_args(loss_name)
         self.loss_weight = loss_weight
         self.baseline = baseline
         self.iw_power = float(iw_power)

@@ -38,7 +38,8 @@ from ..advantage import global_sums
 from ..policy import PixelPolicy
 from .entropy_control import EntropyControl
 from .psr_reward_loss import check_image_inputs
-from .utils import check_uniform_pull, image_policy_gradient
+from .utils import (check_loss_args, check_uniform_pull,
+                    image_policy_gradient)
 
 PAIRS = ('all', 'adjacent', 'base')
 NORMALIZES = ('none', 'syncan', 'group')
@@ -194,11 +195,7 @@ class PSDLoss(nn.Module):
         if region_norm not in REGION_NORMS:
             raise ValueError(f'region_norm must be one of {REGION_NORMS} '
                              f'(or True/False), got {region_norm!r}')
-        if eps <= 0:
-            raise ValueError(f'eps must be > 0, got {eps}')
-        if not loss_name.startswith('loss_'):
-            raise ValueError('loss_name must start with "loss_" to be '
-                             f'back-propagated, got {loss_name!r}')
+        check_loss_args(loss_name, eps)
         self.loss_weight = loss_weight
         self.pairs = pairs
         self.region_norm = region_norm

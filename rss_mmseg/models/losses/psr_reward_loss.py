@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from ..advantage import global_moments, global_sums
 from ..policy import PixelPolicy
 from .entropy_control import EntropyControl
-from .utils import check_uniform_pull, image_policy_gradient
+from .utils import (check_loss_args, check_uniform_pull,
+                    image_policy_gradient)
 
 BASELINES = ('group', 'loo', 'batch', 'none')
 NORMALIZES = ('none', 'group', 'syncan')
@@ -142,11 +143,7 @@ class PSRRewardLoss(nn.Module):
                              "image's K rewards and needs an in-image "
                              'baseline ("group" or "loo"), got '
                              f'baseline={baseline!r}')
-        if eps <= 0:
-            raise ValueError(f'eps must be > 0, got {eps}')
-        if not loss_name.startswith('loss_'):
-            raise ValueError('loss_name must start with "loss_" to be '
-                             f'back-propagated, got {loss_name!r}')
+        check_loss_args(loss_name, eps)
         self.loss_weight = loss_weight
         self.baseline = baseline
         self.normalize = normalize

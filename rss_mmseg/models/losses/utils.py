@@ -66,6 +66,16 @@ def collapse_weights(actions: Tensor, advantages: Tensor,
     return weights.div_(K)
 
 
+def check_loss_args(loss_name: str, eps: Optional[float] = None) -> None:
+    """Refuse a ``loss_name`` mmseg would not back-propagate (it sums only
+    the items whose name starts with ``loss_``) and a non-positive ``eps``."""
+    if eps is not None and eps <= 0:
+        raise ValueError(f'eps must be > 0, got {eps}')
+    if not loss_name.startswith('loss_'):
+        raise ValueError('loss_name must start with "loss_" to be '
+                         f'back-propagated, got {loss_name!r}')
+
+
 def check_uniform_pull(
         weight: float,
         floor: Optional[float]) -> Tuple[float, Optional[float]]:
