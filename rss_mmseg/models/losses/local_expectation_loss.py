@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
-from .utils import (_PrecomputedGradient, check_loss_args,
+from .utils import (_PrecomputedGradient, check_choice, check_loss_args,
                     check_uniform_pull, uniform_pull)
 
 NORMALIZES = ('cells', 'syncan', 'group', 'none')
@@ -109,11 +109,8 @@ class LocalExpectationLoss(nn.Module):
                  eps: float = 1e-12,
                  loss_name: str = 'loss_local') -> None:
         super().__init__()
-        if normalize not in NORMALIZES:
-            raise ValueError(f'normalize must be one of {NORMALIZES}, got '
-                             f'{normalize!r}')
-        if step not in STEPS:
-            raise ValueError(f'step must be one of {STEPS}, got {step!r}')
+        check_choice('normalize', normalize, NORMALIZES)
+        check_choice('step', step, STEPS)
         if not temperature > 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
         check_loss_args(loss_name, eps)
@@ -167,13 +164,14 @@ class LocalExpectationLoss(nn.Module):
             advantage = self.normalized_gains(gains.float(), valid)
             # logged on a subgrid of large grids: the scale of the credit
             # and how many cells have a better class
+            mask = valid.view(B, 1, 1, 1).to(probs.dtype)
             stride = max(1, int(cells**0.5) // 64)
             few = advantage[..., ::stride, ::stride]
-            mask = valid.view(B, 1, 1).to(few.dtype)
-            per_image = few[0, 0].numel()
-            denom = (mask.sum() * per_image).clamp(min=1)
-            rms = ((few.square().sum(1) * mask).sum() / denom / C).sqrt()
-            improvable = 100.0 * ((few.amax(1) > 0) * mask).sum() / denom
+            denom = (mask.sum() * few[0, 0].numel()).clamp(min=1)
+            rms = ((few.square().sum(1) * mask[:, 0]).sum() / denom /
+                   C).sqrt()
+            improvable = 100.0 * (
+                (few.amax(1) > 0) * mask[:, 0]).sum() / denom
             expected = (probs * advantage).sum(1, keepdim=True)
             images = valid.sum().clamp(min=1).to(probs.dtype)
             scale = self.loss_weight / (images * cells)
@@ -185,12 +183,10 @@ class LocalExpectationLoss(nn.Module):
                 # d/dz of scale KL(q || pi): scale (pi - q)
                 target = torch.softmax(
                     policy.log_probs + advantage.div_(self.temperature), 1)
-                mask = valid.view(B, 1, 1, 1).to(probs.dtype)
                 grad = (probs - target).mul_(mask).mul_(scale)
             if self.uniform_weight > 0:
                 pull, pull_value = uniform_pull(probs, policy.log_probs,
                                                 self.uniform_floor)
-                mask = valid.view(B, 1, 1, 1).to(probs.dtype)
                 weight = self.uniform_weight * scale
                 grad = grad + weight * pull * mask
                 value = value + weight * (pull_value * mask).sum()

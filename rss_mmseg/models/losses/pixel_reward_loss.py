@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from ..advantage import global_sums
 from ..policy import PixelPolicy
-from .utils import (_PrecomputedGradient, check_loss_args,
+from .utils import (_PrecomputedGradient, check_choice, check_loss_args,
                     collapse_weights)
 
 BASELINES = ('none', 'mean', 'loo', 'syncan')
@@ -145,9 +145,7 @@ class PixelRewardLoss(nn.Module):
                  eps: float = 1e-6,
                  loss_name: str = 'loss_pixel_reward') -> None:
         super().__init__()
-        if baseline not in BASELINES:
-            raise ValueError(f'baseline must be one of {BASELINES}, got '
-                             f'{baseline!r}')
+        check_choice('baseline', baseline, BASELINES)
         if not 0.0 <= iw_power <= 1.0:
             raise ValueError(f'iw_power must be in [0, 1], got {iw_power}')
         if clip_weight is not None and clip_weight <= 0:

@@ -38,7 +38,7 @@ from ..advantage import global_sums
 from ..policy import PixelPolicy
 from .entropy_control import EntropyControl
 from .psr_reward_loss import check_image_inputs
-from .utils import (check_loss_args, check_uniform_pull,
+from .utils import (check_choice, check_loss_args, check_uniform_pull,
                     image_policy_gradient)
 
 PAIRS = ('all', 'adjacent', 'base')
@@ -185,11 +185,8 @@ class PSDLoss(nn.Module):
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psd') -> None:
         super().__init__()
-        if pairs not in PAIRS:
-            raise ValueError(f'pairs must be one of {PAIRS}, got {pairs!r}')
-        if normalize not in NORMALIZES:
-            raise ValueError(f'normalize must be one of {NORMALIZES}, got '
-                             f'{normalize!r}')
+        check_choice('pairs', pairs, PAIRS)
+        check_choice('normalize', normalize, NORMALIZES)
         if isinstance(region_norm, bool):
             region_norm = 'pair' if region_norm else 'none'
         if region_norm not in REGION_NORMS:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from ..advantage import global_moments, global_sums
 from ..policy import PixelPolicy
 from .entropy_control import EntropyControl
-from .utils import (check_loss_args, check_uniform_pull,
+from .utils import (check_choice, check_loss_args, check_uniform_pull,
                     image_policy_gradient)
 
 BASELINES = ('group', 'loo', 'batch', 'none')
@@ -130,12 +130,8 @@ class PSRRewardLoss(nn.Module):
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psr') -> None:
         super().__init__()
-        if baseline not in BASELINES:
-            raise ValueError(f'baseline must be one of {BASELINES}, got '
-                             f'{baseline!r}')
-        if normalize not in NORMALIZES:
-            raise ValueError(f'normalize must be one of {NORMALIZES}, got '
-                             f'{normalize!r}')
+        check_choice('baseline', baseline, BASELINES)
+        check_choice('normalize', normalize, NORMALIZES)
         if normalize == 'group' and baseline not in ('group', 'loo'):
             # an image whose K rewards tie has std 0: only an in-image
             # baseline makes its advantages 0 rather than R / eps

@@ -66,6 +66,12 @@ def collapse_weights(actions: Tensor, advantages: Tensor,
     return weights.div_(K)
 
 
+def check_choice(name: str, value, choices) -> None:
+    """Refuse an option ``value`` outside ``choices``, naming both."""
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+
+
 def check_loss_args(loss_name: str, eps: Optional[float] = None) -> None:
     """Refuse a ``loss_name`` mmseg would not back-propagate (it sums only
     the items whose name starts with ``loss_``) and a non-positive ``eps``."""

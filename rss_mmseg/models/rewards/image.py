@@ -140,10 +140,14 @@ def _to_confusion(counts: Tensor) -> Tensor:
     return counts[..., :-1].permute(1, 2, 3, 0).contiguous()
 
 
-def _confusion(actions: Tensor, reference: Tensor, num_classes: Optional[int],
-               ignore_index: int, checks: RewardChecks) -> Tensor:
-    """Confusion matrices (K, B, C, C) with value checks noted in
-    ``checks``; C inferred from the data when ``num_classes`` is None."""
+def _checked_inputs(
+        actions: Tensor, reference: Tensor, num_classes: Optional[int],
+        ignore_index: int,
+        checks: RewardChecks) -> Tuple[Tensor, Tensor, Tensor, int]:
+    """Actions and reference with their values checked (noted in
+    ``checks``): the actions clamped into [0, C), the reference as long on
+    their device, its valid mask (non-ignored class indices) and C,
+    inferred from the data when ``num_classes`` is None."""
     reference = reference.to(device=actions.device, dtype=torch.long)
     valid = reference != ignore_index
     if num_classes is None:
@@ -151,8 +155,29 @@ def _confusion(actions: Tensor, reference: Tensor, num_classes: Optional[int],
     valid = _check_reference(reference, valid, num_classes, ignore_index,
                              checks)
     actions = _check_action_values(actions, num_classes, checks)
+    return actions, reference, valid, num_classes
+
+
+def _confusion(actions: Tensor, reference: Tensor, num_classes: Optional[int],
+               ignore_index: int, checks: RewardChecks) -> Tensor:
+    """Confusion matrices (K, B, C, C) with value checks noted in
+    ``checks``; C inferred from the data when ``num_classes`` is None."""
+    actions, reference, valid, num_classes = _checked_inputs(
+        actions, reference, num_classes, ignore_index, checks)
     return _to_confusion(
         _count_pixels(actions, reference, valid, num_classes))
+
+
+def _check_grid_fits(cell_actions: Tensor, reference: Tensor) -> None:
+    """Refuse cell grids (K, B, rows, cols) finer than, or of another batch
+    than, the reference maps (B, H, W)."""
+    B, rows, cols = cell_actions.shape[1:]
+    if reference.dim() != 3 or reference.shape[0] != B \
+            or reference.shape[1] < rows or reference.shape[2] < cols:
+        raise ValueError(f'cell actions {tuple(cell_actions.shape)} do not '
+                         'match the reference maps '
+                         f'{tuple(reference.shape)} (B, H >= rows, '
+                         'W >= cols)')
 
 
 def per_image_confusion(actions: Tensor,
@@ -232,13 +257,7 @@ def per_image_cell_confusion(cell_actions: Tensor,
         columns predicted classes.
     """
     _check_actions(cell_actions)
-    K, B, rows, cols = cell_actions.shape
-    if reference.dim() != 3 or reference.shape[0] != B \
-            or reference.shape[1] < rows or reference.shape[2] < cols:
-        raise ValueError(f'cell actions {tuple(cell_actions.shape)} do not '
-                         'match the reference maps '
-                         f'{tuple(reference.shape)} (B, H >= rows, '
-                         'W >= cols)')
+    _check_grid_fits(cell_actions, reference)
     hist, cell_actions, num_classes = _cell_histograms(
         cell_actions, reference, num_classes, ignore_index)
     return _cell_confusion(cell_actions, hist, num_classes,
@@ -252,16 +271,10 @@ def _cell_histograms(cell_actions: Tensor, reference: Tensor,
     in the last slot; the checked cell actions and the number of classes."""
     K, B, rows, cols = cell_actions.shape
     device = cell_actions.device
-    reference = reference.to(device=device, dtype=torch.long)
-    valid = reference != ignore_index
     with checking() as checks:
-        num_classes = _num_classes(num_classes, checks)
-        if num_classes is None:
-            num_classes = _infer_num_classes(cell_actions, reference, valid)
-        valid = _check_reference(reference, valid, num_classes, ignore_index,
-                                 checks)
-        cell_actions = _check_action_values(cell_actions, num_classes,
-                                            checks)
+        cell_actions, reference, valid, num_classes = _checked_inputs(
+            cell_actions, reference, _num_classes(num_classes, checks),
+            ignore_index, checks)
     slots, cells = num_classes + 1, rows * cols
     index = reference.masked_fill(~valid, num_classes)
     index += (pixel_cells((rows, cols), reference.shape[-2:], device) +
@@ -292,8 +305,7 @@ def _cell_confusion(cell_actions: Tensor, hist: Tensor, num_classes: int,
 
 
 def _pool(confusion: Tensor, pooled: bool) -> Tensor:
-    """Float confusion (K, B, C, C), each image's or the batch's sum."""
-    confusion = confusion.float()
+    """Confusion (K, B, C, C), each image's or the batch's sum."""
     if pooled:
         return confusion.sum(1, keepdim=True).expand_as(confusion)
     return confusion
@@ -422,27 +434,18 @@ class _ConfusionReward:
         """
         _check_actions(cell_actions)
         K, B, rows, cols = cell_actions.shape
-        reference = stack_gt_sem_seg(data_samples).to(
-            device=cell_actions.device, dtype=torch.long)
-        if reference.shape[0] != B or reference.shape[1] < rows \
-                or reference.shape[2] < cols:
-            raise ValueError(f'cell actions {tuple(cell_actions.shape)} do '
-                             'not match the reference maps '
-                             f'{tuple(reference.shape)} (B, H >= rows, '
-                             'W >= cols)')
+        reference = stack_gt_sem_seg(data_samples).to(cell_actions.device)
+        _check_grid_fits(cell_actions, reference)
         if tuple(reference.shape[1:]) == (rows, cols):
             with checking() as checks:
-                num_classes = _num_classes(self.num_classes, checks)
-                valid = reference != self.ignore_index
-                if num_classes is None:
-                    num_classes = _infer_num_classes(cell_actions, reference,
-                                                     valid)
-                valid = _check_reference(reference, valid, num_classes,
-                                         self.ignore_index, checks)
-                actions = _check_action_values(cell_actions, num_classes,
-                                               checks).long()
+                actions, reference, valid, num_classes = _checked_inputs(
+                    cell_actions, reference,
+                    _num_classes(self.num_classes, checks),
+                    self.ignore_index, checks)
+            actions = actions.long()
             confusion = _to_confusion(
-                _count_pixels(actions, reference, valid, num_classes))
+                _count_pixels(actions, reference, valid,
+                              num_classes)).float()
             labels = reference.masked_fill(~valid, num_classes)
             gains = self.pixel_variant_gains(_pool(confusion, pooled),
                                              actions.flatten(2),
@@ -452,11 +455,10 @@ class _ConfusionReward:
                 cell_actions, reference, self.num_classes,
                 self.ignore_index)
             confusion = _cell_confusion(actions, hist, num_classes,
-                                        reference[0].numel())
+                                        reference[0].numel()).float()
             gains = self.variant_gains(_pool(confusion, pooled),
                                        actions.flatten(2).long(),
                                        hist[..., :num_classes].float())
-        confusion = confusion.float()
         valid = confusion[0].sum((-2, -1)) > 0
         gains = gains.view(K, B, num_classes, rows, cols)
         return self.score(confusion), valid, gains
@@ -478,21 +480,17 @@ class _ConfusionReward:
         shape = (true_pos.shape[0], true_pos.shape[1]) + (1, ) * (
             hits.dim() - 3)
         grow = lambda x: x.view(*shape, x.shape[-1])  # noqa: E731
-        if own is not None:
+        if own is None:
+            pick, lost_hits = grow, hits
+        else:
             pick = lambda x: x.gather(  # noqa: E731
                 -1, own.squeeze(-1)).unsqueeze(-1)
             lost_hits = hits.gather(-1, own)
-            term_l, present_l = self.class_scores(
-                pick(true_pos) - lost_hits, pick(ref_count),
-                pick(pred_count) - size)
-            leave = (term_l * present_l - pick(now),
-                     present_l.to(term.dtype) - pick(present))
-        else:
-            term_l, present_l = self.class_scores(
-                grow(true_pos) - hits, grow(ref_count),
-                grow(pred_count) - size)
-            leave = (term_l * present_l - grow(now),
-                     present_l.to(term.dtype) - grow(present))
+        term_l, present_l = self.class_scores(
+            pick(true_pos) - lost_hits, pick(ref_count),
+            pick(pred_count) - size)
+        leave = (term_l * present_l - pick(now),
+                 present_l.to(term.dtype) - pick(present))
         term_j, present_j = self.class_scores(
             grow(true_pos) + hits, grow(ref_count), grow(pred_count) + size)
         join = (term_j * present_j - grow(now),
@@ -586,12 +584,14 @@ class _ConfusionReward:
         """Per-class terms and the classes the mean runs over (bool)."""
         raise NotImplementedError(
             f'{type(self).__name__} is not a mean of per-class terms: it '
-            'cannot score one-cell variants. Fix: use PSDLoss or '
-            'PSRRewardLoss with this reward')
+            'defines its own score and cannot score one-cell variants. Fix: '
+            'use PSDLoss or PSRRewardLoss with this reward')
 
     def score(self, confusion: Tensor) -> Tensor:
-        """Map float confusion matrices (K, B, C, C) to scores (K, B)."""
-        raise NotImplementedError
+        """Map float confusion matrices (K, B, C, C) to scores (K, B): by
+        default the mean of :meth:`class_scores` over the present
+        classes."""
+        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ignore_index={self.ignore_index}'
@@ -653,9 +653,6 @@ class ImageMIoUReward(_ConfusionReward):
         present = union > 0 if self.classes == 'union' else ref_count > 0
         return true_pos / union.clamp(min=1), present
 
-    def score(self, confusion: Tensor) -> Tensor:
-        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
-
     def __repr__(self) -> str:
         return f'{super().__repr__()[:-1]}, classes={self.classes!r})'
 
@@ -716,9 +713,6 @@ class ImageDiceReward(_ConfusionReward):
         total = ref_count + pred_count  # 2 TP + FP + FN
         return 2 * true_pos / total.clamp(min=1), total > 0
 
-    def score(self, confusion: Tensor) -> Tensor:
-        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
-
 
 @MODELS.register_module()
 class ImageRecallReward(_ConfusionReward):
@@ -740,6 +734,3 @@ class ImageRecallReward(_ConfusionReward):
     def class_scores(self, true_pos: Tensor, ref_count: Tensor,
                      pred_count: Tensor) -> Tuple[Tensor, Tensor]:
         return true_pos / ref_count.clamp(min=1), ref_count > 0
-
-    def score(self, confusion: Tensor) -> Tensor:
-        return _mean_over_present(*self.class_scores(*_class_terms(confusion)))

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from rss_mmseg.models.policy import upsample_actions
-from rss_mmseg.models.rewards import (BoundaryFScoreReward, ImageAccuracyReward,
-                                      ImageDiceReward, ImageMIoUReward,
-                                      ImageRecallReward, WeightedSumReward)
+from rss_mmseg.models.rewards import (BoundaryFScoreReward,
+                                      ImageAccuracyReward, ImageDiceReward,
+                                      ImageMIoUReward, ImageRecallReward,
+                                      WeightedSumReward)
 from tests.models.utils import make_data_samples
 
 C = 5
