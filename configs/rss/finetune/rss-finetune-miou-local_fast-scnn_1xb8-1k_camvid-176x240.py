@@ -10,14 +10,10 @@
 # sampled pair comparisons (rss-finetune-miou); this credit does not depend
 # on them. Labels reach the gradient only through reward values of whole
 # maps.
-_base_ = './ce-continued_fast-scnn_1xb8-1k_camvid-176x240.py'
+_base_ = './rss-finetune-miou_fast-scnn_1xb8-1k_camvid-176x240.py'
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='RSSHead',
-        head={{_base_.model.decode_head}},
-        num_classes={{_base_.model.decode_head.num_classes}},
-        reward=dict(type='ImageMIoUReward', classes='reference'),
-        loss=dict(type='LocalExpectationLoss', normalize='cells'),
-        num_samples=2,
-        scales=None))
+        reward=dict(classes='reference'),
+        loss=dict(
+            _delete_=True, type='LocalExpectationLoss', normalize='cells'),
+        num_samples=2))
