@@ -11,6 +11,17 @@ at the end), batch 2, no worker processes, and no pretrained-weight download
 (the machine is offline). Everything else -- mmseg's dataset classes, the
 configs' pipelines, hooks, optim wrapper, schedules -- is the config's own.
 
+A config that fine-tunes a model-zoo checkpoint (``load_from`` an http(s)
+URL, ``configs/rss/finetune/*_deeplabv3plus_*``) keeps its ``load_from``:
+the driver writes a stand-in for that file where ``torch.hub`` caches the
+URL (``WORK_DIR/torch_hub/checkpoints/<file name of the URL>``, with
+``torch.hub.set_dir``), so mmengine's own http loader finds it "downloaded"
+and loads it as it would the real one. The stand-in has the real file's key
+layout: ``{'meta': ..., 'state_dict': ...}`` of the stock mmseg model the
+config descends from (its first ``mmseg::`` base, decode and auxiliary
+heads as the model zoo trained them, freshly initialized weights;
+``model_zoo_checkpoint``).
+
 Run as a script it is the per-config driver: it builds those overrides for
 CONFIG and runs ``tools/train.py`` and then ``tools/test.py`` on the
 checkpoint, in one process (one interpreter start instead of two)::
@@ -29,7 +40,8 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlparse
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DRY_RUN_ITERS = 2
@@ -153,6 +165,71 @@ def dry_run_overrides(cfg,
     return opts
 
 
+def is_url(path: Optional[str]) -> bool:
+    """Whether a ``load_from`` is downloaded by mmengine (http or https)."""
+    return isinstance(path, str) and path.startswith(('http://', 'https://'))
+
+
+def zoo_base_config(config: str) -> str:
+    """The file of the first ``mmseg::`` config along ``config``'s
+    ``_base_`` chain (depth first): the stock config whose model the
+    model-zoo checkpoint in its ``load_from`` holds."""
+    from mmengine.config import Config
+    for base in Config._get_base_files(config):
+        path = Config._get_cfg_path(base, config)[0]
+        if base.startswith('mmseg::'):
+            return path
+        try:
+            return zoo_base_config(path)
+        except LookupError:
+            continue
+    raise LookupError(f'{config}: no mmseg:: config among its bases')
+
+
+def model_zoo_checkpoint(config: str, url: str = '') -> Dict[str, Any]:
+    """A checkpoint with the layout of the mmseg model-zoo file that
+    ``config`` fine-tunes: ``{'meta': ..., 'state_dict': ...}`` of the
+    model of its stock mmseg base (``zoo_base_config``), built without
+    pretrained weights and freshly initialized (SyncBN keys are BN's), with
+    the meta fields the v0.x zoo files carry (plain Python values)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS, MODELS
+
+    import rss_mmseg  # noqa: F401 (registers mmseg's modules)
+    path = zoo_base_config(config)
+    stock = Config.fromfile(path)
+    stock.model.pop('pretrained', None)
+    stock.model.backbone.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(stock.model)
+        metainfo = DATASETS.get(dataset_types(stock)[0]).METAINFO
+    meta = dict(
+        mmseg_version='0.5.0',
+        mmcv_version='1.0.0',
+        config=stock.text,
+        exp_name=osp.basename(path),
+        seed=None,
+        CLASSES=tuple(metainfo['classes']),
+        PALETTE=[list(color) for color in metainfo['palette']],
+        iter=stock.train_cfg.max_iters,
+        epoch=1,
+        stand_in_for=url)
+    return dict(meta=meta, state_dict=model.state_dict())
+
+
+def cache_as_download(checkpoint: Dict[str, Any], url: str,
+                      hub_dir: str) -> str:
+    """Save ``checkpoint`` where ``torch.hub`` (``get_dir()`` =
+    ``hub_dir``) keeps the download of ``url``; returns the path."""
+    import torch
+    path = osp.join(hub_dir, 'checkpoints',
+                    osp.basename(urlparse(url).path))
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
 def as_cfg_options(overrides: Dict[str, Any]) -> List[str]:
     """Format overrides for the tools' ``--cfg-options``."""
     return [f'{key}={value}' for key, value in overrides.items()]
@@ -243,6 +320,22 @@ def main() -> int:
     crop_side = max(DRY_RUN_CROP_AMP, finest_psr_grid(cfg)) if amp \
         else DRY_RUN_CROP
     overrides = dry_run_overrides(cfg, data_root, crop_side)
+    zoo = None
+    if is_url(cfg.get('load_from')):  # offline: a stand-in, as downloaded
+        import torch
+        start = time.perf_counter()
+        hub_dir = osp.join(args.work_dir, 'torch_hub')
+        zoo = dict(
+            url=cfg.load_from,
+            base=zoo_base_config(args.config),
+            path=cache_as_download(
+                model_zoo_checkpoint(args.config, cfg.load_from),
+                cfg.load_from, hub_dir))
+        torch.hub.set_dir(hub_dir)
+        print(
+            f'[dry-run] model-zoo stand-in {zoo["path"]}: '
+            f'{time.perf_counter() - start:.1f} s',
+            flush=True)
     config = args.config
     if amp:  # the real AmpOptimWrapper path, in bf16 on the CPU
         # not in work_dir itself, where Runner.dump_config writes the
@@ -254,7 +347,11 @@ def main() -> int:
         overrides['optim_wrapper.dtype'] = 'bfloat16'
     with open(osp.join(args.work_dir, 'dry_run.json'), 'w') as f:
         json.dump(
-            dict(config=config, amp=amp, overrides=overrides),
+            dict(
+                config=config,
+                amp=amp,
+                overrides=overrides,
+                zoo_checkpoint=zoo),
             f,
             indent=1,
             default=str)

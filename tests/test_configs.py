@@ -12,6 +12,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import rss_mmseg  # noqa: F401
+from rss_mmseg.engine.hooks import PolicyAnchorHook
 from rss_mmseg.utils import (check_config, custom_imports_of,
                              missing_base_imports)
 from tests.conftest import REPO_ROOT
@@ -58,6 +59,10 @@ def test_config_builds_and_trains_one_step(path):
     assert 'rss_mmseg' in custom_imports_of(cfg)
     assert missing_base_imports(path, cfg) == []
     model = build_untrained(cfg)
+    if any(h.get('type') == 'PolicyAnchorHook'
+           for h in cfg.get('custom_hooks') or []):
+        # what the hook does before training, from the weights at hand
+        PolicyAnchorHook().attach(model)
     model.train()
     inputs, samples = tiny_batch(cfg.model.decode_head.num_classes)
     losses = model.loss(inputs, samples)

@@ -11,13 +11,23 @@ worker processes and pretrained-weight downloads are overridden
 (``dry_run_overrides``). The fake datasets come from
 ``rss_mmseg.datasets.fake_layouts``.
 
+The fine-tuning configs that start from an mmseg model-zoo checkpoint
+(``configs/rss/finetune/*_deeplabv3plus_*``: ``load_from`` is a URL) keep
+that ``load_from``; the driver puts a stand-in with the zoo file's key layout
+(the stock mmseg model of the config's ``mmseg::`` base, auxiliary head
+included) where ``torch.hub`` caches the URL, so mmengine's http loader
+"downloads" it from there. The test checks that the run loaded it through
+that path and that no parameter of the model was missing from it.
+
 AMP configs (``AmpOptimWrapper``) and one config trained with ``--amp`` run
 the real AMP path in bf16 on the CPU (``tests/cpu_amp.py`` lifts the
 wrapper's CUDA assertion); its probe checks that the decode head really ran
 under CPU autocast and returned bf16 logits.
 
 The runs go two at a time (one thread each; ``RSS_DRY_RUN_JOBS``), only
-those of the selected tests (``-k``), slowest first.
+those of the selected tests (``-k``), slowest first. A run is named by its
+config's path under configs/rss, so ``-k finetune`` selects the model-zoo
+fine-tuning configs.
 """
 import json
 import os
@@ -35,10 +45,14 @@ from tests.conftest import REPO_ROOT
 from tests.gpu_dry_run import DRY_RUN_ITERS, gpu_scale_configs
 
 CONFIGS = gpu_scale_configs()
+RSS_CONFIGS = osp.join(REPO_ROOT, 'configs', 'rss')
 # one config without AMP of its own, trained with tools/train.py --amp
 AMP_FLAG_CONFIG = 'rss-pixel_deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.py'
 AMP_FLAG_SUFFIX = ':--amp'
-RUNS = [osp.basename(p) for p in CONFIGS] + [AMP_FLAG_CONFIG + AMP_FLAG_SUFFIX]
+# a run is named by its config's path under configs/rss (``-k finetune``
+# selects the ones in configs/rss/finetune)
+RUNS = [osp.relpath(p, RSS_CONFIGS)
+        for p in CONFIGS] + [AMP_FLAG_CONFIG + AMP_FLAG_SUFFIX]
 # the configs this file was written for; any other GPU config is run too
 EXPECTED = {
     f'rss-{level}_{name}.py'
@@ -50,6 +64,14 @@ EXPECTED = {
         'deeplabv3plus_r101-d8_4xb2-amp-80k_cityscapes-512x1024',
         'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512',
     )
+} | {
+    # reward fine-tuning from mmseg's model zoo and its two baselines
+    f'finetune/{method}_deeplabv3plus_r50-d8_{schedule}.py'
+    for method in ('ce-continued', 'lovasz-finetune', 'rss-finetune-miou-local')
+    for schedule in ('4xb2-8k_cityscapes-512x1024', '4xb4-4k_voc12aug-512x512')
+} | {
+    'finetune/rss-finetune-miou-local_deeplabv3plus_r50-d8_'
+    '4xb2-amp-8k_cityscapes-512x1024.py'
 }
 TIMEOUT_S = 1800
 
@@ -57,7 +79,7 @@ TIMEOUT_S = 1800
 def _config_path(run: str) -> str:
     name = run[:-len(AMP_FLAG_SUFFIX)] if run.endswith(AMP_FLAG_SUFFIX) \
         else run
-    return next(p for p in CONFIGS if osp.basename(p) == name)
+    return next(p for p in CONFIGS if osp.relpath(p, RSS_CONFIGS) == name)
 
 
 def _cost(run: str) -> int:
@@ -86,7 +108,8 @@ class DryRuns:
             CUDA_VISIBLE_DEVICES='')
 
     def _start(self, run: str) -> None:
-        work_dir = osp.join(self.base_dir, run.replace(':', '_'))
+        work_dir = osp.join(self.base_dir,
+                            run.replace(':', '_').replace('/', '_'))
         os.makedirs(work_dir)
         log = open(osp.join(work_dir, 'dry_run.log'), 'w')
         cmd = [
@@ -173,7 +196,7 @@ def dry_runs(request, fake_root, tmp_path_factory):
 
 
 def test_gpu_scale_configs_are_discovered():
-    names = {osp.basename(p) for p in CONFIGS}
+    names = {osp.relpath(p, RSS_CONFIGS) for p in CONFIGS}
     assert names, 'no GPU-scale config found under configs/rss'
     assert EXPECTED <= names, sorted(EXPECTED - names)
     assert not any('_synthetic-' in n or '_camvid-' in n for n in names)
@@ -202,6 +225,9 @@ def test_trains_and_tests_on_cpu(run, dry_runs):
             info = json.load(f)
         amp_expected = '-amp-' in run or run.endswith(AMP_FLAG_SUFFIX)
         assert info['amp'] == amp_expected
+        if info['zoo_checkpoint']:
+            _check_zoo_checkpoint(run, info['zoo_checkpoint'],
+                                  output.split('[dry-run] train:', 1)[0])
         probe_path = osp.join(work_dir, 'amp_probe.json')
         if amp_expected:
             with open(probe_path) as f:
@@ -211,10 +237,24 @@ def test_trains_and_tests_on_cpu(run, dry_runs):
             assert not osp.exists(probe_path)
         print(f'\n{run}: train+test {result["seconds"]:.1f} s '
               f'({result["cpu_seconds"]:.1f} s CPU), test mIoU {miou}')
-    finally:  # the checkpoints are 0.3-0.8 GB each
-        for name in os.listdir(work_dir):
-            if name.endswith('.pth'):
-                os.remove(osp.join(work_dir, name))
+    finally:  # the checkpoints (and model-zoo stand-ins) are 0.2-0.8 GB
+        for folder, _, names in os.walk(work_dir):
+            for name in names:
+                if name.endswith('.pth'):
+                    os.remove(osp.join(folder, name))
+
+
+def _check_zoo_checkpoint(run: str, zoo: dict, train_output: str) -> None:
+    """The training loaded the model-zoo stand-in through mmengine's http
+    loader (from torch.hub's cache, no download) and found every
+    parameter of the model in it (the zoo model's extra ones, e.g. an
+    auxiliary head the config drops, may go unused)."""
+    assert zoo['path'].endswith(osp.basename(zoo['url'])), zoo
+    assert ('Loads checkpoint by http backend from path: '
+            f'{zoo["url"]}') in train_output, (run, train_output[-3000:])
+    assert 'Downloading' not in train_output, run
+    for problem in ('missing keys in source state_dict', 'size mismatch'):
+        assert problem not in train_output, (run, train_output[-3000:])
 
 
 def _check_cpu_amp(run: str, probe: dict) -> None:

@@ -12,9 +12,11 @@ import shutil
 
 import mmcv
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+from mmseg.registry import MODELS
 
 from tests.conftest import REPO_ROOT, tiny_run_overrides
 
@@ -42,8 +44,11 @@ def rate(inputs, action_maps, data_samples):
     return torch.stack(scores).float()
 
 
+@pytest.mark.parametrize('anchor', [False, True], ids=['plain', 'kl-anchor'])
 def test_trains_without_annotations_from_an_external_scorer(
-        synthetic_root, tmp_path, monkeypatch):
+        synthetic_root, tmp_path, monkeypatch, anchor):
+    """Also KL-anchored to a starting model (PolicyAnchorHook): the
+    reference runs on the images of data that carry no labels."""
     images = tmp_path / 'unlabelled'
     shutil.copytree(osp.join(synthetic_root, 'img_dir', 'train'),
                     images / 'img_dir' / 'train')
@@ -74,6 +79,12 @@ def test_trains_without_annotations_from_an_external_scorer(
     # nothing labelled to validate on: training only
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    if anchor:
+        cfg.model.decode_head.anchor_weight = 1.0
+        cfg.custom_hooks.append(dict(type='PolicyAnchorHook'))
+        cfg.load_from = str(tmp_path / 'start.pth')
+        torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()),
+                   cfg.load_from)
 
     runner = Runner.from_cfg(cfg)
     model = runner.model
@@ -91,3 +102,7 @@ def test_trains_without_annotations_from_an_external_scorer(
     reward = runner.message_hub.get_scalar('train/decode.reward').current()
     assert 0.0 <= reward <= 1.0
     assert model.decode_head.reward_inputs is None  # not kept after the step
+    if anchor:
+        kl = runner.message_hub.get_scalar('train/decode.anchor_kl')
+        assert kl.current() > 0  # the policy moved away from the start
+        assert model.anchor is None  # released after training

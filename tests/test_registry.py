@@ -14,6 +14,7 @@ import rss_mmseg
     (HOOKS, 'LabelLeakCheckHook'),
     (HOOKS, 'ProgressiveScaleHook'),
     (HOOKS, 'RandomStateHook'),
+    (HOOKS, 'PolicyAnchorHook'),
     (MODELS, 'RSSHead'),
     (MODELS, 'RSSEncoderDecoder'),
     (MODELS, 'PixelMatchReward'),

@@ -115,6 +115,11 @@ METHODS: Dict[str, Method] = {
         _FT + 'rss-finetune-miou-local_fast-scnn_1xb8-1k_camvid-176x240.py',
         _FT + 'rss-finetune-miou-local_fast-scnn_1xb8-250_synthetic-128x128'
         '.py', 'ce'),
+    'rss-finetune-miou-local-anchor': Method(
+        'image (one-pixel variants, KL anchor)',
+        _FT + 'rss-finetune-miou-local-anchor_fast-scnn_1xb8-1k_camvid-176x240'
+        '.py', _FT + 'rss-finetune-miou-local-anchor_fast-scnn_1xb8-250_'
+        'synthetic-128x128.py', 'ce'),
     'rss-finetune-miou-pooled': Method(
         'image (one-pixel variants, batch mIoU)',
         _FT + 'rss-finetune-miou-pooled_fast-scnn_1xb8-1k_camvid-176x240.py',
@@ -125,6 +130,12 @@ METHODS: Dict[str, Method] = {
         _FT + 'rss-finetune-boundary_fast-scnn_1xb8-1k_camvid-176x240.py',
         _FT + 'rss-finetune-boundary_fast-scnn_1xb8-250_synthetic-128x128.py',
         'ce'),
+    'rss-finetune-boundary-local': Method(
+        'image (one-pixel variants, mIoU + boundary-band mIoU)',
+        _FT + 'rss-finetune-boundary-local_fast-scnn_1xb8-1k_camvid-176x240'
+        '.py',
+        # the synthetic labels ignore every object border: no band to score
+        None, 'ce'),
 }
 REFERENCE = 'ce'
 # The reference of the fine-tuning table: as many extra iterations, with CE.

@@ -10,7 +10,7 @@ from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
 
 import rss_mmseg  # noqa: F401
-from rss_mmseg.evaluation.functional import (boundary_fscore,
+from rss_mmseg.evaluation.functional import (boundary_band, boundary_fscore,
                                              boundary_match_counts)
 
 
@@ -71,6 +71,39 @@ def test_ignored_pixels_and_their_neighbours_are_not_scored():
     ref[0] = 255
     counts = boundary_match_counts(pred[None], ref[None], 2, 1)[:, 0]
     assert counts[1].tolist() == [2, 2] and counts[3].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize('width,columns', [(0, [2, 3]), (1, [1, 2, 3, 4]),
+                                           (2, [0, 1, 2, 3, 4, 5])])
+def test_boundary_band_by_hand(width, columns):
+    _, ref = shifted_pair()  # classes 0 | 1 between columns 2 and 3
+    band = boundary_band(ref[None], width)[0]
+    expected = torch.zeros(4, 6, dtype=torch.bool)
+    expected[:, columns] = True
+    assert torch.equal(band, expected)
+
+
+def test_boundary_band_is_a_disc_and_skips_ignored_borders():
+    ref = torch.zeros(7, 7, dtype=torch.long)
+    ref[3, 3] = 1  # one pixel of class 1: it and its 4 neighbours are edges
+    band = boundary_band(ref, 1)
+    # Euclidean distance <= 1 from the plus-shaped boundary: a diamond of
+    # radius 2 around the centre
+    yy, xx = torch.meshgrid(torch.arange(7), torch.arange(7), indexing='ij')
+    assert torch.equal(band, (yy - 3).abs() + (xx - 3).abs() <= 2)
+    # an ignored region's border is no class boundary, and ignored pixels
+    # are never in the band
+    ref = torch.zeros(5, 6, dtype=torch.long)
+    ref[:, 3:] = 255
+    assert not boundary_band(ref, 2).any()
+    # 0 0 1 | ignored | 1 1: column 2 touches the ignored column, so only
+    # column 1 is a boundary; the band around it stops at the ignored one
+    ref = torch.tensor([[0, 0, 1, 255, 1, 1]]).repeat(5, 1)
+    expected = torch.zeros(5, 6, dtype=torch.bool)
+    expected[:, :3] = True
+    assert torch.equal(boundary_band(ref, 1), expected)
+    expected[:, 4] = True  # 3 pixels from column 1, across the ignored one
+    assert torch.equal(boundary_band(ref, 3), expected)
 
 
 @pytest.mark.parametrize('num_classes,tolerance', [(3, 0), (3, 1), (4, 2),

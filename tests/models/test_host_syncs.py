@@ -20,6 +20,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import rss_mmseg  # noqa: F401
+from rss_mmseg.engine.hooks import PolicyAnchorHook
 from rss_mmseg.utils import counting
 from rss_mmseg.models.rewards.checks import check_reward_output
 from tests.models.sync_counter import SyncCounter
@@ -76,17 +77,22 @@ def _count_steps(step, steps, set_iteration):
     'rss-pixel_fast-scnn_1xb8-1k_synthetic-128x128.py',
     'rss-image_fast-scnn_1xb8-1k_synthetic-128x128.py',
     'rss-image_fast-scnn_1xb8-4k_camvid-176x240.py',
+    'finetune/rss-finetune-miou-local-anchor_fast-scnn_1xb8-250_'
+    'synthetic-128x128.py',
 ])
 def test_train_steps_of_the_rss_recipes_sync_only_to_check(
         config, accelerator_paths, iteration):
     """``model.train_step`` (forward, RSS head, backward, optimizer) of the
     Fast-SCNN recipes: no sync from rss_mmseg code but the head's checks,
-    one each, after step 1 and after every ``check_interval`` steps."""
+    one each, after step 1 and after every ``check_interval`` steps. The
+    KL-anchored recipe runs its frozen reference on every batch too."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.model.data_preprocessor.size = (64, 64)
     cfg.model.decode_head.check_interval = 2
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
+    if any(h['type'] == 'PolicyAnchorHook' for h in cfg.custom_hooks):
+        PolicyAnchorHook().attach(model)  # as before training
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     num_classes = cfg.model.decode_head.num_classes

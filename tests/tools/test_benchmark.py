@@ -303,11 +303,14 @@ def test_resolve_methods_adds_what_fine_tuning_needs():
     assert benchmark.resolve_methods(['rss-pixel'], True)[0] == [
         'ce', 'rss-pixel']
     everything, added = benchmark.resolve_methods(None, True)
-    assert everything[-6:] == [
+    # every fine-tuning method, after the from-scratch ones, in table order
+    finetune = [m for m in benchmark.METHODS if benchmark.is_finetune(m)]
+    assert finetune[:6] == [
         'ce-continued', 'lovasz-finetune', 'rss-finetune-miou',
-        'rss-finetune-miou-local', 'rss-finetune-miou-pooled',
-        'rss-finetune-boundary'
+        'rss-finetune-miou-local', 'rss-finetune-miou-local-anchor',
+        'rss-finetune-miou-pooled'
     ]
+    assert everything[-len(finetune):] == finetune
     assert added == []
 
 

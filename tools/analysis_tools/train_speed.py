@@ -37,6 +37,7 @@ def measure_one(cfg_path: str, iters: int, warmup: int,
     from mmengine.runner import Runner
 
     import rss_mmseg  # noqa: F401
+    from rss_mmseg.engine.hooks import PolicyAnchorHook
 
     cfg = Config.fromfile(cfg_path)
     if options:
@@ -50,6 +51,12 @@ def measure_one(cfg_path: str, iters: int, warmup: int,
     runner._train_loop = runner.build_train_loop(runner._train_loop)
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     runner._init_model_weights()
+    # no hook runs here: a KL-anchored config gets its frozen reference as
+    # PolicyAnchorHook would build it, from the current weights (the cost
+    # of a step does not depend on them)
+    for hook in runner.hooks:
+        if isinstance(hook, PolicyAnchorHook):
+            hook.attach(runner.model)
     runner.model.train()
     # the loop's own (restarting) iterator; a second iter() of a
     # persistent-worker DataLoader can end at once

@@ -27,7 +27,7 @@ from ...utils import counting
 
 __all__ = [
     'boundary_mask', 'disc_offsets', 'boundary_match_counts',
-    'boundary_fscore'
+    'boundary_fscore', 'boundary_band'
 ]
 
 
@@ -171,8 +171,7 @@ def boundary_match_counts(pred: Tensor,
     unscored = ignored | boundary_mask(ignored.to(torch.uint8))
     ref_labels = reference.masked_fill(ignored, 0)
     pred_edge = boundary_mask(pred) & ~unscored
-    # an ignored region is its own label, so its border is no class boundary
-    ref_edge = boundary_mask(reference) & ~unscored
+    ref_edge = _reference_edges(reference, ignore_index)
     matched_pred = _matched(pred, pred_edge, ref_labels, ref_edge,
                             num_classes, offsets)
     matched_ref = _matched(ref_labels, ref_edge, pred, pred_edge,
@@ -182,6 +181,40 @@ def boundary_match_counts(pred: Tensor,
         _class_counts(pred, pred_edge, matched_pred, maps, num_classes),
         _class_counts(ref_labels, ref_edge, matched_ref, maps, num_classes)
     ])
+
+
+def _reference_edges(reference: Tensor, ignore_index: int) -> Tensor:
+    """Class boundary pixels of reference maps (..., H, W), bool: an
+    ignored region is its own label, so its border is no class boundary,
+    and ignored pixels and their 4-neighbours are no boundary pixels."""
+    ignored = reference == ignore_index
+    unscored = ignored | boundary_mask(ignored.to(torch.uint8))
+    return boundary_mask(reference) & ~unscored
+
+
+def boundary_band(reference: Tensor, width: int,
+                  ignore_index: int = 255) -> Tensor:
+    """Pixels within ``width`` pixels (Euclidean) of a reference class
+    boundary, as :func:`boundary_match_counts` finds the boundaries.
+
+    These are the pixels where a prediction's boundary can be matched
+    with ``tolerance=width``: a reward restricted to them scores how the
+    map runs along the reference's outlines.
+
+    Args:
+        reference (Tensor): Label maps (..., H, W), integer.
+        width (int): Half-width of the band in pixels, >= 0 (0: the
+            boundary pixels only).
+        ignore_index (int): Reference value of unscored pixels. Defaults
+            to 255.
+
+    Returns:
+        Tensor: (..., H, W) bool, False on ignored pixels.
+    """
+    offsets = disc_offsets(width)
+    reference = reference.long()
+    edge = _reference_edges(reference, ignore_index).to(torch.uint8)
+    return _near(edge, offsets).bool() & (reference != ignore_index)
 
 
 def boundary_fscore(counts: Tensor) -> Tuple[Tensor, Tensor, Tensor]:

@@ -1,6 +1,7 @@
 """RSSHead: train any mmseg decode head from rewards instead of labels."""
 import copy
 import logging
+import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -211,6 +212,19 @@ class RSSHead(BaseModule):
             Defaults to 'reward'.
         extra_weight (float): Loss weight of each extra output. Defaults to
             1.0 (mmseg's DANet and K-Net weigh them as the main output).
+        anchor_weight (float): Weight of a KL anchor to the starting policy
+            (reward fine-tuning): ``loss_anchor = anchor_weight *
+            mean KL(pi_theta || pi_start)`` over the batch and the pixels of
+            the main output, at the resolution the wrapped head outputs,
+            with ``pi = softmax(logits)`` (the policy the losses train, the
+            direction RL fine-tuning of language models uses). The starting
+            policy's logits come from a frozen copy of the starting model
+            that :class:`~rss_mmseg.engine.hooks.PolicyAnchorHook` builds
+            and ``RSSEncoderDecoder`` runs on the same images; they are set
+            as ``anchor_logits`` during ``loss``. The unweighted KL is
+            logged as ``anchor_kl``. No labels are involved. Only the main
+            output is anchored (extra outputs are not); point heads
+            (PointRend) are refused. 0 (default): no anchor.
         init_cfg (dict | list[dict], optional): Initialization config; the
             wrapped head keeps its own. Defaults to None.
 
@@ -240,8 +254,15 @@ class RSSHead(BaseModule):
                  output_index: Union[int, None] = None,
                  extra_outputs: str = 'reward',
                  extra_weight: float = 1.0,
+                 anchor_weight: float = 0.0,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
+        if isinstance(anchor_weight, bool) or not isinstance(
+                anchor_weight, (int, float)) or not math.isfinite(
+                    anchor_weight) or anchor_weight < 0:
+            raise ValueError('anchor_weight must be a finite number >= 0 '
+                             '(the weight of the KL to the starting policy; '
+                             f'0: no anchor), got {anchor_weight!r}')
         if num_samples < 1:
             raise ValueError(f'num_samples must be >= 1, got {num_samples}')
         if on_bad_reward not in ('raise', 'skip'):
@@ -337,6 +358,13 @@ class RSSHead(BaseModule):
                 'head at pixel level (PixelMatchReward + PixelRewardLoss), '
                 'or drop it (model.type=\'EncoderDecoder\' with the first '
                 'stage as decode_head)')
+        if anchor_weight > 0 and _is_point_head(self.head):
+            raise ValueError(
+                f'anchor_weight applies to segmentation maps; '
+                f'{type(self.head).__name__} trains on logits at sampled '
+                'points. Fix: set anchor_weight on the first stage (the '
+                'coarse segmentation) and 0 on the point head')
+        self.anchor_weight = float(anchor_weight)
         self.scales = scales
         if self.level == 'pixel' and self.scales != [None]:
             raise ValueError('scales (PSR grids) apply to image-level '
@@ -357,6 +385,9 @@ class RSSHead(BaseModule):
         # The batch images, set by RSSEncoderDecoder for rewards that score
         # them (``needs_inputs``); never part of the state dict.
         self.reward_inputs: Union[Tensor, None] = None
+        # The starting policy's logits for the batch (B, C, h, w), set by
+        # RSSEncoderDecoder when anchor_weight > 0; never in the state dict.
+        self.anchor_logits: Union[Tensor, None] = None
         self._bad_reward_batches = 0
         # Bad reward values are found on the device (see _score): recorded
         # here, read every check_interval steps (check_rewards).
@@ -491,11 +522,23 @@ class RSSHead(BaseModule):
 
         The policy is the main segmentation output; with ``extra_outputs=
         'reward'`` every other segmentation map is trained the same way
-        (only its ``loss_*`` items are kept, prefixed ``extra<i>.``).
+        (only its ``loss_*`` items are kept, prefixed ``extra<i>.``). With
+        ``anchor_weight > 0`` the main output also gets ``loss_anchor``
+        (and ``anchor_kl`` is logged).
         """
+        if self.anchor_weight > 0 and self.anchor_logits is None:
+            raise RuntimeError(
+                f'RSSHead(anchor_weight={self.anchor_weight}) anchors the '
+                'policy to the starting model, but no starting-policy '
+                'logits (anchor_logits) were given for this batch. Fix: '
+                "add dict(type='PolicyAnchorHook') to custom_hooks and set "
+                "model.type='RSSEncoderDecoder' (or set model.decode_head."
+                'anchor_weight=0)')
         self._begin_step()
         main, extras = self._split_outputs(seg_logits)
         losses = self._policy_step(main, batch_data_samples)
+        if self.anchor_weight > 0:
+            losses.update(self._anchor(main))
         for i, extra in enumerate(extras, 1):
             for name, value in self._policy_step(
                     extra, batch_data_samples).items():
@@ -503,6 +546,33 @@ class RSSHead(BaseModule):
                     losses[f'extra{i}.{name}'] = value * self.extra_weight
         self._end_step()
         return losses
+
+    def _anchor(self, logits: Tensor) -> Dict[str, Tensor]:
+        """``loss_anchor`` and the logged ``anchor_kl``: the mean over the
+        batch and the pixels of ``KL(softmax(logits) || softmax(anchor))``.
+
+        Computed at the resolution of the head's output (the reference is
+        resized to it if it differs), in float32 whatever the logits' dtype
+        (no op here is one autocast lowers), without reading a value on the
+        host. The gradient w.r.t. a pixel's logits is ``p * (log p - log q -
+        KL)`` / pixels: zero where the policy equals the reference.
+        """
+        ref = self.anchor_logits.detach()
+        if ref.dim() != 4 or ref.shape[:2] != logits.shape[:2]:
+            raise ValueError(
+                'anchor_logits must be the starting policy\'s (B, C, h, w) '
+                f'logits for this batch, got {tuple(ref.shape)} for logits '
+                f'{tuple(logits.shape)}')
+        if ref.shape[-2:] != logits.shape[-2:]:
+            ref = resize(
+                input=ref,
+                size=logits.shape[-2:],
+                mode='bilinear',
+                align_corners=self.align_corners)
+        log_p = torch.log_softmax(logits.float(), dim=1)
+        log_q = torch.log_softmax(ref.float(), dim=1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(1).mean()
+        return dict(loss_anchor=kl * self.anchor_weight, anchor_kl=kl.detach())
 
     def train(self, mode: bool = True) -> 'RSSHead':
         """Set the training mode; leaving training first reads the record

@@ -20,6 +20,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ...evaluation.functional import boundary_band
 from ...utils import counting
 from ..policy import pixel_cells
 from .checks import RewardChecks, checking
@@ -328,6 +329,13 @@ class _ConfusionReward:
             values on the host; either is enough because classes absent
             from both maps score nothing. Giving it checks the values of
             both maps against it. Defaults to None.
+        band (int, optional): Score only the reference pixels within
+            ``band`` pixels of a reference class boundary (found as
+            ``BoundaryFScoreMetric`` finds them); the others count as
+            ignored. The score then measures how the map runs along the
+            reference's outlines, and stays a confusion score, so one-cell
+            variants are still exact. Images without a boundary are
+            invalid. None scores every pixel. Defaults to None.
     """
 
     level = 'image'
@@ -336,7 +344,8 @@ class _ConfusionReward:
 
     def __init__(self,
                  ignore_index: int = 255,
-                 num_classes: Optional[int] = None) -> None:
+                 num_classes: Optional[int] = None,
+                 band: Optional[int] = None) -> None:
         if isinstance(ignore_index, bool) \
                 or not isinstance(ignore_index, Integral):
             raise ValueError('ignore_index must be an int, got '
@@ -344,8 +353,25 @@ class _ConfusionReward:
         if num_classes is not None and not _is_positive_int(num_classes):
             raise ValueError('num_classes must be a positive int or None '
                              f'(inferred per call), got {num_classes!r}')
+        if band is not None and (isinstance(band, bool)
+                                 or not isinstance(band, Integral)
+                                 or band < 0):
+            raise ValueError(f'{type(self).__name__}: band must be an int '
+                             '>= 0 (pixels from a reference boundary) or '
+                             f'None (every pixel), got {band!r}')
         self.ignore_index = int(ignore_index)
         self.num_classes = None if num_classes is None else int(num_classes)
+        self.band = None if band is None else int(band)
+
+    def _reference(self, data_samples: List[SegDataSample],
+                   device: torch.device) -> Tensor:
+        """The batch's reference maps (B, H, W) on ``device``; with
+        ``band``, the pixels outside the boundary band set to ignored."""
+        reference = stack_gt_sem_seg(data_samples).to(device)
+        if self.band is None:
+            return reference
+        inside = boundary_band(reference, self.band, self.ignore_index)
+        return reference.masked_fill(~inside, self.ignore_index)
 
     def __call__(self,
                  actions: Tensor,
@@ -365,7 +391,7 @@ class _ConfusionReward:
             (B,) bool (images with at least one non-ignored pixel).
         """
         _check_actions(actions)
-        reference = stack_gt_sem_seg(data_samples).to(actions.device)
+        reference = self._reference(data_samples, actions.device)
         if tuple(reference.shape) != tuple(actions.shape[1:]):
             raise ValueError(f'actions {tuple(actions.shape)} do not match '
                              f'the reference maps {tuple(reference.shape)}')
@@ -393,7 +419,7 @@ class _ConfusionReward:
         Returns:
             tuple[Tensor, Tensor]: Rewards (K, B) float32, valid (B,) bool.
         """
-        reference = stack_gt_sem_seg(data_samples).to(cell_actions.device)
+        reference = self._reference(data_samples, cell_actions.device)
         confusion = per_image_cell_confusion(cell_actions, reference,
                                              self.num_classes,
                                              self.ignore_index)
@@ -434,7 +460,7 @@ class _ConfusionReward:
         """
         _check_actions(cell_actions)
         K, B, rows, cols = cell_actions.shape
-        reference = stack_gt_sem_seg(data_samples).to(cell_actions.device)
+        reference = self._reference(data_samples, cell_actions.device)
         _check_grid_fits(cell_actions, reference)
         if tuple(reference.shape[1:]) == (rows, cols):
             with checking() as checks:
@@ -594,8 +620,9 @@ class _ConfusionReward:
         return _mean_over_present(*self.class_scores(*_class_terms(confusion)))
 
     def __repr__(self) -> str:
+        band = '' if self.band is None else f', band={self.band}'
         return (f'{self.__class__.__name__}(ignore_index={self.ignore_index}'
-                f', num_classes={self.num_classes})')
+                f', num_classes={self.num_classes}{band})')
 
 
 def _class_terms(confusion: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -633,6 +660,10 @@ class ImageMIoUReward(_ConfusionReward):
         classes (str): Classes the mean runs over: ``'union'`` (present in
             the reference or the sampled map) or ``'reference'`` (present in
             the reference). Defaults to ``'union'``.
+        band (int, optional): Score only the reference pixels within
+            ``band`` pixels of a reference class boundary (a boundary
+            reward with exact one-cell variants); None scores every pixel.
+            Defaults to None.
     """
 
     CLASS_SETS = ('union', 'reference')
@@ -640,8 +671,10 @@ class ImageMIoUReward(_ConfusionReward):
     def __init__(self,
                  ignore_index: int = 255,
                  num_classes: Optional[int] = None,
-                 classes: str = 'union') -> None:
-        super().__init__(ignore_index=ignore_index, num_classes=num_classes)
+                 classes: str = 'union',
+                 band: Optional[int] = None) -> None:
+        super().__init__(
+            ignore_index=ignore_index, num_classes=num_classes, band=band)
         if classes not in self.CLASS_SETS:
             raise ValueError(f'ImageMIoUReward: classes must be one of '
                              f'{self.CLASS_SETS}, got {classes!r}')
@@ -666,6 +699,10 @@ class ImageAccuracyReward(_ConfusionReward):
             Defaults to 255.
         num_classes (int, optional): Number of classes; None infers it per
             call. Defaults to None.
+        band (int, optional): Score only the reference pixels within
+            ``band`` pixels of a reference class boundary (a boundary
+            reward with exact one-cell variants); None scores every pixel.
+            Defaults to None.
     """
 
     def score(self, confusion: Tensor) -> Tensor:
@@ -706,6 +743,10 @@ class ImageDiceReward(_ConfusionReward):
             Defaults to 255.
         num_classes (int, optional): Number of classes; None infers it per
             call. Defaults to None.
+        band (int, optional): Score only the reference pixels within
+            ``band`` pixels of a reference class boundary (a boundary
+            reward with exact one-cell variants); None scores every pixel.
+            Defaults to None.
     """
 
     def class_scores(self, true_pos: Tensor, ref_count: Tensor,
@@ -729,6 +770,10 @@ class ImageRecallReward(_ConfusionReward):
             Defaults to 255.
         num_classes (int, optional): Number of classes; None infers it per
             call. Defaults to None.
+        band (int, optional): Score only the reference pixels within
+            ``band`` pixels of a reference class boundary (a boundary
+            reward with exact one-cell variants); None scores every pixel.
+            Defaults to None.
     """
 
     def class_scores(self, true_pos: Tensor, ref_count: Tensor,

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from rss_mmseg.models.losses import pixel_reward_loss
+from rss_mmseg.models.losses.local_expectation_loss import \
+    LocalExpectationLoss
 from rss_mmseg.models.losses.pixel_reward_loss import PixelRewardLoss
 from rss_mmseg.models.losses.psd_loss import PSDLoss
 from rss_mmseg.models.losses.psr_reward_loss import PSRRewardLoss
@@ -225,6 +227,49 @@ def test_image_losses_half_logits_match_float32(dtype, grid, name):
     ref = _image_grad(IMAGE_LOSSES[name](), z.float(), grid, actions,
                       rewards, valid, {}, 1.0)
     _assert_close(grad, ref, dtype)
+
+
+LOCAL_CASES = {
+    'cells': dict(),
+    'pooled_uniform': dict(pooled=True, uniform_weight=0.01),
+    'mirror': dict(step='mirror'),
+}
+
+
+@pytest.mark.parametrize('dtype', HALF, ids=HALF_IDS)
+@pytest.mark.parametrize('grid', [(4, 4), None], ids=['4x4', 'full'])
+@pytest.mark.parametrize('name', sorted(LOCAL_CASES))
+def test_local_expectation_half_logits_match_float32(dtype, grid, name):
+    """LocalExpectationLoss (the reward fine-tuning configs' loss, e.g.
+    the -amp- Cityscapes one): one-cell gains of K = 2 samples, of the
+    size an mIoU's are (1 / cells), a few of a small fragment's (hundreds
+    of times that); normalized and formed into the gradient in float32,
+    cast once to the logits' dtype."""
+    K = 2
+    z = _logits(dtype, seed=6, scale=2.0)
+    policy = PixelPolicy(pool_logits(z.float(), grid))
+    actions, _ = policy.sample(K, generator=torch.Generator().manual_seed(7))
+    h, w = policy.logits.shape[-2:]
+    gen = torch.Generator().manual_seed(8)
+    gains = torch.randn(K, B, C, h, w, generator=gen) / (h * w)
+    gains[:, :, 0, :2, :2] *= 300
+    rewards = torch.rand(K, B, generator=gen)
+    valid = torch.tensor([True, True])
+
+    def grad(logits, scale):
+        logits = logits.detach().clone().requires_grad_()
+        loss = LocalExpectationLoss(**LOCAL_CASES[name])
+        out = loss(
+            PixelPolicy(pool_logits(logits, grid)),
+            actions,
+            rewards,
+            valid,
+            gains=gains)[loss.loss_name]
+        assert out.dtype == torch.float32
+        (out * scale).backward()
+        return logits.grad
+
+    _assert_close(grad(z, SCALE), grad(z.float(), 1.0), dtype)
 
 
 @pytest.mark.parametrize('dtype', HALF, ids=HALF_IDS)

@@ -26,6 +26,12 @@ REWARDS = {
     'weighted sum': lambda: WeightedSumReward(
         [ImageMIoUReward(num_classes=C),
          ImageRecallReward(num_classes=C)], [0.7, 0.3]),
+    'mIoU band': lambda: ImageMIoUReward(
+        num_classes=C, classes='reference', band=0),
+    'mIoU + mIoU band': lambda: WeightedSumReward([
+        ImageMIoUReward(num_classes=C, classes='reference'),
+        ImageMIoUReward(num_classes=C, classes='reference', band=1)
+    ], [0.5, 0.5]),
 }
 
 
@@ -66,6 +72,41 @@ def test_variant_gains_equal_scoring_every_variant(name, grid):
     assert (own == 0).all()
     # and some variants matter, in both directions
     assert (gains > 1e-3).any() and (gains < -1e-3).any()
+
+
+def test_band_scores_the_reference_near_its_boundaries_only():
+    """A band reward is the plain reward of the reference with every pixel
+    farther than ``band`` from a class boundary ignored; images without a
+    boundary are invalid."""
+    from rss_mmseg.evaluation.functional import boundary_band
+    gen = torch.Generator().manual_seed(3)
+    reference = torch.zeros(3, 16, 16, dtype=torch.long)
+    reference[0, 4:10, 3:12] = 1
+    reference[0, 12:, :5] = 2
+    reference[1, :, 8:] = 3
+    reference[1, :2] = 255
+    # image 2: one class, no boundary
+    actions = torch.randint(0, 4, (2, 3, 16, 16), generator=gen)
+    actions[0, 0] = reference[0]  # sample 0 of image 0 is right everywhere
+    samples = make_data_samples(reference)
+    band = boundary_band(reference, 2)
+    assert band[:2].any() and not band[:2].all()
+    masked = make_data_samples(reference.masked_fill(~band, 255))
+    for reward in (ImageMIoUReward(num_classes=4, band=2),
+                   ImageRecallReward(num_classes=4, band=2)):
+        rewards, valid = reward(actions, samples)
+        plain = type(reward)(num_classes=4)
+        expected, expected_valid = plain(actions, masked)
+        assert valid.tolist() == [True, True, False]
+        assert torch.equal(valid, expected_valid)
+        assert torch.allclose(rewards, expected)
+        assert rewards[0, 0] == 1.0
+        # errors far from every boundary cost nothing
+        far = actions.clone()
+        far[0, 0][~band[0]] = 3
+        assert reward(far, samples)[0][0, 0] == 1.0
+    with pytest.raises(ValueError, match='band'):
+        ImageMIoUReward(band=-1)
 
 
 def test_image_without_valid_pixels_is_invalid_with_zero_gains():
