@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 
 import rss_mmseg  # noqa: F401
 from rss_mmseg.engine.hooks.policy_anchor_hook import frozen_reference
+from tests.models.test_rss_head_outputs import POINT_HEAD
 from tests.models.utils import make_data_samples, random_labels
 
 C = 4
@@ -78,18 +79,11 @@ def test_anchor_weight_is_checked(weight):
 
 
 def test_point_head_is_not_anchored():
-    point = dict(
-        type='PointHead',
-        in_channels=[8],
-        in_index=[0],
-        channels=8,
-        num_fcs=1,
-        num_classes=C)
     with pytest.raises(ValueError, match='first stage'):
         MODELS.build(
             dict(
                 type='RSSHead',
-                head=point,
+                head=POINT_HEAD,
                 reward=dict(type='PixelMatchReward'),
                 anchor_weight=1.0))
 
