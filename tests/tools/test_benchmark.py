@@ -303,8 +303,12 @@ def test_resolve_methods_adds_what_fine_tuning_needs():
     assert benchmark.resolve_methods(['rss-pixel'], True)[0] == [
         'ce', 'rss-pixel']
     everything, added = benchmark.resolve_methods(None, True)
-    # every fine-tuning method, after the from-scratch ones, in table order
-    finetune = [m for m in benchmark.METHODS if benchmark.is_finetune(m)]
+    # every fine-tuning method that has a quick config, after the
+    # from-scratch ones, in table order
+    finetune = [
+        m for m in benchmark.METHODS
+        if benchmark.is_finetune(m) and benchmark.METHODS[m].quick
+    ]
     assert finetune[:6] == [
         'ce-continued', 'lovasz-finetune', 'rss-finetune-miou',
         'rss-finetune-miou-local', 'rss-finetune-miou-local-anchor',
@@ -312,6 +316,11 @@ def test_resolve_methods_adds_what_fine_tuning_needs():
     ]
     assert everything[-len(finetune):] == finetune
     assert added == []
+    # a method without a quick config (no boundary band on the synthetic
+    # set) is left out of --quick, and kept on CamVid
+    assert 'rss-finetune-boundary-local' not in everything
+    assert 'rss-finetune-boundary-local' in benchmark.resolve_methods(
+        None, False)[0]
 
 
 def test_plan_quick_finetune_runs_start_from_the_same_seed(tmp_path):
