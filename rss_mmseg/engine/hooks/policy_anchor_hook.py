@@ -1,13 +1,15 @@
 """Reward fine-tuning: anchor the policy to the frozen starting model."""
 import copy
 import re
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmseg.registry import HOOKS
 from torch import nn
+
+from ...utils.anchor import anchored_heads
 
 MODES = ('train', 'eval')
 # Checkpoint key under which the starting checkpoint's path is saved, so
@@ -18,14 +20,6 @@ CHECKPOINT_KEY = 'rss_policy_anchor'
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
-
-
-def anchored_heads(model: nn.Module) -> List[str]:
-    """Names of the heads of ``model`` with ``anchor_weight > 0``."""
-    return [
-        name for name, m in model.named_modules()
-        if name and getattr(m, 'anchor_weight', 0) > 0
-    ]
 
 
 def frozen_reference(model: nn.Module, mode: str = 'train') -> nn.Module:

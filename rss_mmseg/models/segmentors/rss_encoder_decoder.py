@@ -8,6 +8,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor, nn
 
+from ...utils.anchor import anchored_heads
+
 
 class _Unregistered:
     """Holds a module outside the module tree.
@@ -68,8 +70,9 @@ class RSSEncoderDecoder(EncoderDecoder):
         self.__dict__['_policy_anchor'] = _Unregistered(model)
 
     def _anchored_heads(self) -> List[Tuple[str, nn.Module]]:
+        names = set(anchored_heads(self))
         return [(name, m) for name, m in self.named_modules()
-                if m is not self and getattr(m, 'anchor_weight', 0) > 0]
+                if name in names]
 
     @torch.no_grad()
     def _set_anchor_logits(self, inputs: Tensor,
