@@ -94,6 +94,16 @@ METHODS: Dict[str, Method] = {
         'image',
         _ABL + 'rss-image-local-psd_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-recall': Method(
+        'image', _ABL + 'rss-image-recall_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-pull-by-scale': Method(
+        'image',
+        _ABL + 'rss-image-pull-by-scale_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-syncan': Method(
+        'image', _ABL + 'rss-image-syncan_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-reinforce': Method(
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',

@@ -144,3 +144,45 @@ def test_mixed_scales_join_every_step_once():
     # the fine grid beside every coarse one, not twice when scheduled
     assert seen == [[(4, 4), (16, 16)], [(8, 8), (16, 16)], [(16, 16)]]
     assert hook._schedule()['mixed_scales'] == [[16, 16]]
+
+
+class _PulledHead(_Head):
+    """An image head with a real PSDLoss, whose pull the hook sets."""
+
+    def __init__(self):
+        from rss_mmseg.models.losses import PSDLoss
+        self.losses = [PSDLoss(uniform_weight=0.003)]
+
+
+def test_uniform_weights_follow_the_scale_and_are_logged():
+    hook = ProgressiveScaleHook(
+        scales=[4, 8, 16], uniform_weights=[0.01, 0.003, 0.0])
+    head = _PulledHead()
+    seen = []
+    for iteration in (0, 32, 33, 67, 99):  # milestones at 33 and 67
+        runner = _Runner(iteration, 100, head)
+        hook.before_train_iter(runner, 0)
+        logged = runner.message_hub.get_scalar('train/uniform_weight')
+        seen.append((head.scales[0][0], head.losses[0].uniform_weight,
+                     logged.current()))
+    assert seen == [(4, 0.01, 0.01), (4, 0.01, 0.01), (8, 0.003, 0.003),
+                    (16, 0.0, 0.0), (16, 0.0, 0.0)]
+    assert hook._schedule()['uniform_weights'] == [0.01, 0.003, 0.0]
+
+
+@pytest.mark.parametrize('kwargs,words', [
+    (dict(scales=[4, 8], uniform_weights=[0.01]), 'one weight >= 0 per'),
+    (dict(scales=[4, 8], uniform_weights=[0.01, -1]), 'one weight >= 0'),
+    (dict(scales=[4, 8], mode='linear', uniform_weights=[0, 0]),
+     "mode='step' only"),
+])
+def test_bad_uniform_weights_are_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ProgressiveScaleHook(**kwargs)
+
+
+def test_uniform_weights_without_a_pulled_loss_are_refused():
+    hook = ProgressiveScaleHook(scales=[4, 8], uniform_weights=[0.01, 0.0])
+    runner = _Runner(0, 100, _Head())
+    with pytest.raises(ValueError, match='none of them has one'):
+        hook.before_train(runner)

@@ -50,13 +50,15 @@ def step_time(model, inputs, samples) -> float:
 
 
 class TimedReward:
-    """The reward, its calls timed (``__call__`` and, on PSR grids,
-    ``score_cells``); everything else is the reward's."""
+    """The reward, its calls timed (``__call__``, ``score_cells`` on PSR
+    grids and ``score_cell_variants`` for LocalExpectationLoss); everything
+    else is the reward's."""
 
     def __init__(self, reward, times: List[float]) -> None:
         self._reward, self._times = reward, times
-        if hasattr(reward, 'score_cells'):
-            self.score_cells = self._timed(reward.score_cells)
+        for name in ('score_cells', 'score_cell_variants'):
+            if hasattr(reward, name):
+                setattr(self, name, self._timed(getattr(reward, name)))
 
     def _timed(self, fn):
 

@@ -41,6 +41,14 @@ class ProgressiveScaleHook(Hook):
             fine grid, on which a small class can be a cell's majority, in
             training from the first iteration. The head averages the
             losses of its scales. Defaults to none.
+        uniform_weights (Sequence[float], optional): ``mode='step'`` only:
+            the ``uniform_weight`` (pull toward the uniform policy) of the
+            heads' losses on each grid, one per scale. The pull per cell
+            does not shrink as the grid gets finer while one image
+            reward's credit per cell does, so a weight that keeps small
+            classes sampled on a coarse grid can flood a fine one
+            (docs/method.md section 12). Logged as ``uniform_weight``.
+            Defaults to None (the losses' own weights throughout).
     """
     priority = 'NORMAL'
 
@@ -48,7 +56,8 @@ class ProgressiveScaleHook(Hook):
                  scales: Sequence[ScaleSpec],
                  milestones: Optional[Sequence[Union[int, float]]] = None,
                  mode: str = 'step',
-                 mixed_scales: Sequence[ScaleSpec] = ()) -> None:
+                 mixed_scales: Sequence[ScaleSpec] = (),
+                 uniform_weights: Optional[Sequence[float]] = None) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not scales:
@@ -73,6 +82,17 @@ class ProgressiveScaleHook(Hook):
                     m <= 0 for m in milestones):
                 raise ValueError('milestones must be positive and '
                                  f'increasing, got {list(milestones)}')
+        if uniform_weights is not None:
+            if mode != 'step':
+                raise ValueError("uniform_weights apply to mode='step' only")
+            if len(uniform_weights) != len(self.grids) or any(
+                    not w >= 0 for w in uniform_weights):
+                raise ValueError(
+                    f'uniform_weights must be one weight >= 0 per scale '
+                    f'({len(self.grids)} scales), got '
+                    f'{list(uniform_weights)}')
+            uniform_weights = [float(w) for w in uniform_weights]
+        self.uniform_weights = uniform_weights
         self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
@@ -88,12 +108,15 @@ class ProgressiveScaleHook(Hook):
             int(m) for m in self.milestones
         ]
 
+    def _stage(self, iteration: int, max_iters: int) -> int:
+        """Index of the scale of ``iteration`` (``mode='step'``)."""
+        return bisect.bisect_right(
+            self._iteration_milestones(max_iters), iteration)
+
     def grid_at(self, iteration: int, max_iters: int) -> ScaleType:
         """The grid of 0-based training ``iteration`` of ``max_iters``."""
         if self.mode == 'step':
-            index = bisect.bisect_right(
-                self._iteration_milestones(max_iters), iteration)
-            return self.grids[index]
+            return self.grids[self._stage(iteration, max_iters)]
         first, last = self.grids[0], self.grids[-1]
         t = min(max(iteration / max(max_iters - 1, 1), 0.0), 1.0)
         return tuple(
@@ -107,6 +130,14 @@ class ProgressiveScaleHook(Hook):
                 if getattr(m, 'level', None) == 'image'
                 and hasattr(m, 'scales')]
 
+    @staticmethod
+    def _pulled_losses(heads: list) -> list:
+        """The losses of ``heads`` that have a uniform pull."""
+        return [
+            loss for _, head in heads for loss in getattr(head, 'losses', [])
+            if hasattr(loss, 'uniform_weight')
+        ]
+
     def before_train(self, runner) -> None:
         self.max_iters = runner.max_iters
         heads = self._image_heads(runner)
@@ -116,6 +147,14 @@ class ProgressiveScaleHook(Hook):
                 'RSSHeads, but the model has none (an RSSHead whose reward '
                 'is image-level). Fix: remove the hook from custom_hooks, '
                 'or use an image-level reward')
+        if self.uniform_weights is not None and not self._pulled_losses(
+                heads):
+            raise ValueError(
+                'ProgressiveScaleHook(uniform_weights=...) sets the pull '
+                'toward the uniform policy of the image heads\' losses, but '
+                'none of them has one (uniform_weight). Fix: remove '
+                'uniform_weights, or use a loss with a uniform pull '
+                '(PSDLoss, PSRRewardLoss, LocalExpectationLoss)')
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         size = getattr(model.data_preprocessor, 'size', None)
@@ -133,8 +172,15 @@ class ProgressiveScaleHook(Hook):
                           data_batch=None) -> None:
         grid = self.grid_at(runner.iter, runner.max_iters)
         scales = [grid] + [g for g in self.mixed if g != grid]
-        for _, head in self._image_heads(runner):
+        heads = self._image_heads(runner)
+        for _, head in heads:
             head.scales = list(scales)
+        if self.uniform_weights is not None:
+            weight = self.uniform_weights[self._stage(runner.iter,
+                                                      runner.max_iters)]
+            for loss in self._pulled_losses(heads):
+                loss.uniform_weight = weight
+            runner.message_hub.update_scalar('train/uniform_weight', weight)
         rows = 0 if grid is None else grid[0]  # 0: full resolution
         runner.message_hub.update_scalar('train/psr_scale', rows)
 
@@ -143,6 +189,8 @@ class ProgressiveScaleHook(Hook):
             scales=[None if g is None else list(g) for g in self.grids],
             milestones=self.milestones,
             mode=self.mode)
+        if self.uniform_weights is not None:
+            schedule['uniform_weights'] = list(self.uniform_weights)
         if self.mixed:
             schedule['mixed_scales'] = [
                 None if g is None else list(g) for g in self.mixed

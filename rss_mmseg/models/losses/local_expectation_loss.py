@@ -129,17 +129,17 @@ class LocalExpectationLoss(nn.Module):
         """The gains averaged over the K samples and divided by their
         scale: (B, C, h, w), zero for invalid images."""
         K, B = gains.shape[:2]
-        mask = valid.view(B, 1, 1, 1).to(gains.dtype)
-        mean = gains[0] * mask if K == 1 else gains.mean(0).mul_(mask)
-        if self.normalize == 'none':
-            return mean
+        factor = valid.view(B, 1, 1, 1).to(gains.dtype)
         if self.normalize == 'cells':
             # the cells the scored confusion counts: the image's, or the
-            # batch's when pooled
+            # batch's when pooled (an integer: mask and scale in one pass,
+            # exactly as in two)
             cells = gains[0, 0, 0].numel()
-            if self.pooled:
-                return mean.mul_(valid.sum().to(mean.dtype) * cells)
-            return mean.mul_(cells)
+            factor = factor * (valid.sum().to(gains.dtype) *
+                               cells if self.pooled else cells)
+        mean = gains[0] * factor if K == 1 else gains.mean(0).mul_(factor)
+        if self.normalize in ('none', 'cells'):
+            return mean
         if self.normalize == 'group':
             square = gains.square().mean((0, 2, 3, 4))  # (B,)
             return mean / (square.sqrt() + self.eps).view(B, 1, 1, 1)

@@ -591,19 +591,22 @@ class _ConfusionReward:
             K, B, C, 2, 1)
         table = self._mean_change(d_total, d_count, total.unsqueeze(-1),
                                   count.unsqueeze(-1))
-        valid = labels < C  # (B, pixels)
+        # a zero entry at a * 2 + h_a = 2C, read by the ignored pixels: their
+        # gains come out 0 without a pass over (K, B, C, pixels) to mask them
+        table = torch.cat([table, table.new_zeros(K, B, C, 2, 1)], -1)
+        width = 2 * C + 1
         row = actions * 2 + (actions == labels).long()  # (K, B, pixels)
+        row.masked_fill_(labels >= C, 2 * C)
         # every class c as a miss (h_c = 0) ...
         gains = table[:, :, :, 0].gather(
             -1, row.unsqueeze(2).expand(K, B, C, pixels))
         # ... except the reference class, a hit
         label = labels.clamp(max=C - 1).expand(K, B, pixels)
         on_label = table[:, :, :, 1].flatten(2).gather(
-            -1, label * 2 * C + row)
+            -1, label * width + row)
         gains.scatter_(2, label.unsqueeze(2), on_label.unsqueeze(2))
         own = actions.unsqueeze(2)
-        gains.scatter_(2, own, 0.0)
-        return gains * valid.unsqueeze(1).to(gains.dtype)
+        return gains.scatter_(2, own, 0.0)
 
     def class_scores(self, true_pos: Tensor, ref_count: Tensor,
                      pred_count: Tensor) -> Tuple[Tensor, Tensor]:

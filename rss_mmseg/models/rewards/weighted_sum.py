@@ -62,6 +62,10 @@ class WeightedSumReward:
         self.level = levels.pop()
         self.needs_inputs = any(
             getattr(r, 'needs_inputs', False) for r in self.rewards)
+        if all(hasattr(r, 'score_cells') for r in self.rewards):
+            # PSR grids scored from per-cell counts, without the upsampled
+            # (K, B, H, W) maps, when every part can
+            self.score_cells = self._score_cells
         if all(hasattr(r, 'score_cell_variants') for r in self.rewards):
             # exact one-cell variants (LocalExpectationLoss) when every
             # part can score them
@@ -88,6 +92,18 @@ class WeightedSumReward:
                 out = reward(actions, data_samples)
             part, part_valid = check_reward_output(reward, out, actions,
                                                    self.level)
+            total = part * weight if total is None else total + part * weight
+            valid = part_valid if valid is None else valid & part_valid
+        return total, valid
+
+    def _score_cells(self, cell_actions: Tensor,
+                     data_samples: List[SegDataSample]
+                     ) -> Tuple[Tensor, Tensor]:
+        """The weighted sum of the parts' rewards of the upsampled cell
+        grids (bound as ``score_cells`` when every part has it)."""
+        total, valid = None, None
+        for reward, weight in zip(self.rewards, self.weights):
+            part, part_valid = reward.score_cells(cell_actions, data_samples)
             total = part * weight if total is None else total + part * weight
             valid = part_valid if valid is None else valid & part_valid
         return total, valid

@@ -156,3 +156,24 @@ def test_pooled_gains_are_changes_of_the_batch_score(grid):
     own = ImageMIoUReward(num_classes=C).score_cell_variants(actions,
                                                              samples)[2]
     assert not torch.allclose(own, gains)
+
+
+def test_weighted_sum_scores_psr_grids_as_their_upsampled_maps():
+    """score_cells of a sum of confusion rewards (what RSSHead calls on PSR
+    grids) equals the sum's own reward of the upsampled maps; with a part
+    that cannot score cells the sum has no score_cells either."""
+    gen = torch.Generator().manual_seed(1)
+    reference = torch.randint(0, C, (2, 12, 10), generator=gen)
+    reference[1, :, :2] = 255
+    samples = make_data_samples(reference)
+    cells = torch.randint(0, C, (4, 2, 3, 5), generator=gen)
+    reward = REWARDS['weighted sum']()
+    rewards, valid = reward.score_cells(cells, samples)
+    expected, expected_valid = reward(upsample_actions(cells, (12, 10)),
+                                      samples)
+    assert torch.allclose(rewards, expected, atol=1e-6)
+    assert valid.tolist() == expected_valid.tolist() == [True, True]
+    assert rewards.std() > 0.01
+    mixed = WeightedSumReward(
+        [ImageMIoUReward(), BoundaryFScoreReward(num_classes=C)])
+    assert not hasattr(mixed, 'score_cells')
