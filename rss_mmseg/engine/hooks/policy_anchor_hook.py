@@ -144,7 +144,8 @@ class PolicyAnchorHook(Hook):
         path, source = self.starting_checkpoint(runner)
         self.attach(model, path, source)
         runner.logger.info(
-            f'PolicyAnchorHook: {", ".join(anchored_heads(model))} anchored '
+            f'PolicyAnchorHook: '
+            f'{", ".join(name for name, _ in anchored_heads(model))} anchored '
             f'to the starting policy of {path} ({source}; reference in '
             f'{self.mode} mode)')
 
@@ -199,7 +200,7 @@ def load_reference(ref: nn.Module, path: str, source: str) -> None:
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
     missing, _ = ref.load_state_dict(state, strict=False)
     needed = tuple(f'{name}.' for name in ('backbone', 'neck'))
-    heads = tuple(f'{name}.' for name in anchored_heads(ref))
+    heads = tuple(f'{name}.' for name, _ in anchored_heads(ref))
     missing = [
         key for key in missing
         if (key.startswith(needed) or key.startswith(heads))

@@ -84,26 +84,32 @@ class WeightedSumReward:
                  inputs: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """The weighted sum of the parts' rewards and the AND of their
         valid masks."""
-        total, valid = None, None
-        for reward, weight in zip(self.rewards, self.weights):
+        parts = []
+        for reward in self.rewards:
             if getattr(reward, 'needs_inputs', False):
                 out = reward(actions, data_samples, inputs=inputs)
             else:
                 out = reward(actions, data_samples)
-            part, part_valid = check_reward_output(reward, out, actions,
-                                                   self.level)
-            total = part * weight if total is None else total + part * weight
-            valid = part_valid if valid is None else valid & part_valid
-        return total, valid
+            parts.append(
+                check_reward_output(reward, out, actions, self.level))
+        return self._weighted(parts)
 
     def _score_cells(self, cell_actions: Tensor,
                      data_samples: List[SegDataSample]
                      ) -> Tuple[Tensor, Tensor]:
         """The weighted sum of the parts' rewards of the upsampled cell
         grids (bound as ``score_cells`` when every part has it)."""
+        return self._weighted([
+            reward.score_cells(cell_actions, data_samples)
+            for reward in self.rewards
+        ])
+
+    def _weighted(self, parts: Sequence[Tuple[Tensor, Tensor]]
+                  ) -> Tuple[Tensor, Tensor]:
+        """``sum_i w_i r_i`` of the parts' ``(rewards, valid)`` and the AND
+        of their valid masks."""
         total, valid = None, None
-        for reward, weight in zip(self.rewards, self.weights):
-            part, part_valid = reward.score_cells(cell_actions, data_samples)
+        for (part, part_valid), weight in zip(parts, self.weights):
             total = part * weight if total is None else total + part * weight
             valid = part_valid if valid is None else valid & part_valid
         return total, valid

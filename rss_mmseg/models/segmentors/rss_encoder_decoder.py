@@ -69,11 +69,6 @@ class RSSEncoderDecoder(EncoderDecoder):
                             f'(an EncoderDecoder), got {type(model).__name__}')
         self.__dict__['_policy_anchor'] = _Unregistered(model)
 
-    def _anchored_heads(self) -> List[Tuple[str, nn.Module]]:
-        names = set(anchored_heads(self))
-        return [(name, m) for name, m in self.named_modules()
-                if name in names]
-
     @torch.no_grad()
     def _set_anchor_logits(self, inputs: Tensor,
                            heads: List[Tuple[str, nn.Module]]) -> None:
@@ -105,7 +100,7 @@ class RSSEncoderDecoder(EncoderDecoder):
             m for m in self.modules()
             if m is not self and hasattr(m, 'reward_inputs')
         ]
-        anchored = self._anchored_heads()
+        anchored = anchored_heads(self)
         for head in heads:
             head.reward_inputs = inputs
         try:
