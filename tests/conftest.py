@@ -61,15 +61,38 @@ def tiny_run_overrides(data_root: str, work_dir: str, max_iters: int,
     return overrides
 
 
+def rank_start_method() -> str:
+    """How the gloo-rank tests start their two processes.
+
+    ``fork``: the children inherit the imports (``spawn`` re-imports mmseg,
+    ~10 s each). Where CUDA is present a pytest worker may already have run
+    autograd on the GPU, whose threads a forked child cannot use, so the
+    ranks are spawned there.
+    """
+    import torch
+    return 'spawn' if torch.cuda.is_available() else 'fork'
+
+
+def cpu_env(env: Dict[str, str]) -> Dict[str, str]:
+    """``env`` with no GPU visible: for subprocess runs whose claim is about
+    the CPU (two gloo ranks on one machine, a bit-identical resume)."""
+    return dict(env, CUDA_VISIBLE_DEVICES='')
+
+
 def as_cfg_options(overrides: Dict[str, Any]) -> List[str]:
     """Format overrides for the tools' ``--cfg-options``."""
     return [f'{key}={value}' for key, value in overrides.items()]
 
 
-def run_tool(script: str, args: Sequence[str],
-             timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``tools/<script>`` in a subprocess from the repository root."""
+def run_tool(script: str,
+             args: Sequence[str],
+             timeout: int = 600,
+             cpu: bool = False) -> subprocess.CompletedProcess:
+    """Run ``tools/<script>`` in a subprocess from the repository root
+    (``cpu``: with no GPU visible, see :func:`cpu_env`)."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, OMP_NUM_THREADS='2')
+    if cpu:
+        env = cpu_env(env)
     return subprocess.run(
         [sys.executable, osp.join(REPO_ROOT, 'tools', script), *args],
         cwd=REPO_ROOT,

@@ -76,9 +76,12 @@ def test_resume_continues_with_the_scale_of_its_iteration(
     overrides[psr_scales_key()] = [2, 4, 8, 16]  # one per iteration
     full = str(tmp_path / 'full')
     overrides['work_dir'] = full
+    # on the CPU, where the same steps give the same losses (GPU kernels
+    # need not be deterministic)
     result = run_tool('train.py',
                       [IMAGE_CONFIG, '--cfg-options',
-                       *as_cfg_options(overrides)])
+                       *as_cfg_options(overrides)],
+                      cpu=True)
     assert result.returncode == 0, result.stderr[-3000:]
     uninterrupted = _scalars(full)
     assert [uninterrupted[i]['psr_scale'] for i in (1, 2, 3, 4)] == [
@@ -93,7 +96,7 @@ def test_resume_continues_with_the_scale_of_its_iteration(
     result = run_tool('train.py', [
         IMAGE_CONFIG, '--resume', '--cfg-options',
         *as_cfg_options(overrides)
-    ])
+    ], cpu=True)
     assert result.returncode == 0, result.stderr[-3000:]
     after = _scalars(resumed)
     assert sorted(after) == [3, 4]
@@ -186,3 +189,30 @@ def test_uniform_weights_without_a_pulled_loss_are_refused():
     runner = _Runner(0, 100, _Head())
     with pytest.raises(ValueError, match='none of them has one'):
         hook.before_train(runner)
+
+
+def test_resume_under_another_schedule_warns_and_keeps_the_new_one(
+        caplog):
+    """Forking a run at a checkpoint with another PSR schedule is allowed
+    (the new hook's schedule applies), and the log says so."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    old = ProgressiveScaleHook(scales=[4, 8, 16, 32])
+    new = ProgressiveScaleHook(scales=[4, 8, 16], milestones=[1000, 2000])
+    checkpoint = {}
+    old.before_save_checkpoint(None, checkpoint)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            new.after_load_checkpoint(None, checkpoint)
+            old.after_load_checkpoint(None, checkpoint)  # same: silent
+    finally:
+        logger.removeHandler(caplog.handler)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "'scales': [[4, 4], [8, 8], [16, 16], [32, 32]]" in warnings[0]
+    assert 'continuing with the new one' in warnings[0]
+    assert new.grid_at(3500, 4000) == new.grid_at(2500, 4000)

@@ -8,6 +8,7 @@ import torch.multiprocessing as mp
 
 from rss_mmseg.models import (PixelMatchReward, PixelPolicy, PixelRewardLoss,
                               global_moments, sync_normalize)
+from tests.conftest import rank_start_method
 from tests.models.utils import make_data_samples
 
 WORLD_SIZE = 2
@@ -101,15 +102,14 @@ def _worker(rank, port, out_dir):
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):
-    # fork: the children inherit the imports (spawn would re-import mmseg,
-    # ~10 s); torch resets its thread pool in forked children, as it does
-    # for DataLoader workers.
+    # torch resets its thread pool in forked children, as it does for
+    # DataLoader workers
     mp.start_processes(
         _worker,
         args=(_free_port(), str(tmp_path)),
         nprocs=WORLD_SIZE,
         join=True,
-        start_method='fork')
+        start_method=rank_start_method())
     outs = [
         torch.load(tmp_path / f'rank{r}.pt') for r in range(WORLD_SIZE)
     ]

@@ -34,6 +34,7 @@ import torch.multiprocessing as mp
 
 from rss_mmseg.models.losses import PixelRewardLoss, PSDLoss, PSRRewardLoss
 from rss_mmseg.models.policy import PixelPolicy
+from tests.conftest import rank_start_method
 
 WORLD_SIZE = 2
 STEPS = 3
@@ -175,13 +176,12 @@ def _free_port() -> int:
 def rank_results(tmp_path_factory):
     """All cases on 2 gloo ranks, in one pair of forked processes."""
     out_dir = tmp_path_factory.mktemp('dist_losses')
-    # fork: the children inherit the imports (spawn re-imports mmseg, ~10 s)
     mp.start_processes(
         _worker,
         args=(_free_port(), str(out_dir)),
         nprocs=WORLD_SIZE,
         join=True,
-        start_method='fork')
+        start_method=rank_start_method())
     return [
         torch.load(out_dir / f'rank{r}.pt', weights_only=True)
         for r in range(WORLD_SIZE)

@@ -19,6 +19,7 @@ from rss_mmseg.models.rewards.checks import (RewardChecks, RewardError,
                                              deferred_checks)
 from rss_mmseg.models.rewards.image import (per_image_cell_confusion,
                                             per_image_confusion)
+from tests.conftest import rank_start_method
 from tests.models.utils import make_data_samples
 
 NUM_CLASSES = 4
@@ -46,7 +47,8 @@ class _FlakyReward:
             elif self.mode == 'range':
                 rewards = rewards + 1.5
         self.calls += 1
-        return rewards, torch.ones(B, dtype=torch.bool)
+        return rewards, torch.ones(
+            B, dtype=torch.bool, device=actions.device)
 
     def __repr__(self):
         return f'_FlakyReward(mode={self.mode!r})'
@@ -344,7 +346,7 @@ def test_every_rank_reads_every_ranks_problems(tmp_path):
         args=(_free_port(), str(tmp_path)),
         nprocs=2,
         join=True,
-        start_method='fork')
+        start_method=rank_start_method())
     reports = [
         torch.load(tmp_path / f'{r}.pt', weights_only=False)
         for r in range(2)

@@ -33,7 +33,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, as_cfg_options, tiny_run_overrides
+from tests.conftest import (REPO_ROOT, as_cfg_options, cpu_env,
+                            tiny_run_overrides)
 from tests.tools.dist_probe import write_probe_config
 
 CONFIG = osp.join(REPO_ROOT, 'configs/rss',
@@ -135,7 +136,9 @@ def fake_slurm(tmp_path_factory):
         PYTHON=sys.executable,
         OMP_NUM_THREADS='1',
         PYTHONPATH=REPO_ROOT)
-    return env, log
+    # two tasks on one machine: a CPU gloo group (one GPU cannot hold two
+    # NCCL ranks)
+    return cpu_env(env), log
 
 
 def _calls(log, tool):

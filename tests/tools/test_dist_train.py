@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from rss_mmseg.models.advantage import global_moments, global_sums
-from tests.conftest import REPO_ROOT, as_cfg_options, tiny_run_overrides
+from tests.conftest import (REPO_ROOT, as_cfg_options, cpu_env,
+                            tiny_run_overrides)
 from tests.tools.dist_probe import write_probe_config
 
 CONFIGS = {
@@ -58,12 +59,14 @@ def dist_run(request, synthetic_root, tmp_path_factory):
     overrides = tiny_run_overrides(synthetic_root, work_dir, ITERS)
     overrides.update(level_overrides)
     overrides['train_cfg.val_begin'] = ITERS + 1  # no validation: short
-    env = dict(
+    # two ranks on one machine: a CPU gloo group (one GPU cannot hold two
+    # NCCL ranks)
+    env = cpu_env(dict(
         os.environ,
         PYTHON=sys.executable,
         PORT=str(_free_port()),
         OMP_NUM_THREADS='1',
-        PYTHONPATH=REPO_ROOT)
+        PYTHONPATH=REPO_ROOT))
     result = subprocess.run([
         'bash',
         osp.join(REPO_ROOT, 'tools/dist_train.sh'), cfg_path, '2',

@@ -2,6 +2,7 @@
 TASK_UTILS sub-configs, scoped types (``mmpretrain.ConvNeXt``), and names a
 missing package (mmdet) instead of calling its components unknown."""
 import importlib.util
+import sys
 import time
 
 import pytest
@@ -104,8 +105,15 @@ def test_a_bare_mmdet_folder_on_the_path_is_not_an_install(
     (tmp_path / 'mmdet').mkdir()  # imports as a namespace package
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = load(MASK2FORMER)
-    with pytest.raises(ConfigError) as err:
-        check_config(cfg, 'mask2former.py')
+    try:
+        with pytest.raises(ConfigError) as err:
+            check_config(cfg, 'mask2former.py')
+    finally:
+        # the imported folder must not outlive the test: in sys.modules it
+        # would stay importable (find_spec would see an mmdet) for every
+        # later test of this process
+        for name in [m for m in sys.modules if m.split('.')[0] == 'mmdet']:
+            del sys.modules[name]
     _assert_names_mmdet(str(err.value), 'mask2former.py')
 
 

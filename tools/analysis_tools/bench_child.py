@@ -31,6 +31,11 @@ def context():
     if _CTX is None:
         if TOOLS_DIR not in sys.path:
             sys.path.insert(0, TOOLS_DIR)
+        # mmengine asks torch.cuda.is_available() when imported; by default
+        # that initializes the CUDA driver in the server, and children
+        # forked from it then fail their first CUDA call. NVML answers the
+        # same question without initializing CUDA.
+        os.environ.setdefault('PYTORCH_NVML_BASED_CUDA_CHECK', '1')
         _CTX = multiprocessing.get_context('forkserver')
         _CTX.set_forkserver_preload(PRELOAD)
     return _CTX

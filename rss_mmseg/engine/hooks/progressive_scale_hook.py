@@ -1,5 +1,6 @@
 """PSR: drive the action grid of image-level RSS heads by iteration."""
 import bisect
+import logging
 from typing import List, Optional, Sequence, Union
 
 from mmengine.hooks import Hook
@@ -209,4 +210,4 @@ class ProgressiveScaleHook(Hook):
                 f'PSR schedule {saved}, this run uses {self._schedule()}; '
                 'continuing with the new one',
                 logger='current',
-                level='WARNING')
+                level=logging.WARNING)

@@ -79,10 +79,11 @@ class RSSEncoderDecoder(EncoderDecoder):
             ref.to(inputs.device)
         ref_modules = dict(ref.named_modules())
         device = inputs.device
-        on_cpu = device.type == 'cpu'
-        with torch.random.fork_rng(
-                devices=[] if on_cpu else [device],
-                device_type=None if on_cpu else device.type):
+        # the CPU stream is always forked; an accelerator's only when named
+        # (device_type=None is refused before torch 2.14, so it is not passed)
+        fork = dict(devices=[]) if device.type == 'cpu' else dict(
+            devices=[device], device_type=device.type)
+        with torch.random.fork_rng(**fork):
             feats = ref.extract_feat(inputs)
             for name, head in heads:
                 ref_head = ref_modules.get(name)
