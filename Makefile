@@ -15,9 +15,6 @@ TORCH := 2.14.1
 TORCHVISION := 0.29.1
 WHEELHOUSE := $(HOME)/.cache/rss-mmseg/wheels/torch-$(TORCH)-py311
 SYNTHETIC := data/synthetic/meta.json
-# the suite runs in TEST_WORKERS processes (pytest-xdist, work stealing): the
-# unit tests are single-threaded, so two workers keep both cores busy
-TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: venv data demo test clean
@@ -37,8 +34,8 @@ $(STAMP): setup.py requirements/constraints.txt
 	ls $(WHEELHOUSE)/mmcv-2.1.0-*.whl >/dev/null 2>&1 || \
 	  bash tools/misc/build_mmcv.sh $(PY) $(WHEELHOUSE)
 	$(PIP) --no-cache-dir --no-index --find-links $(WHEELHOUSE) mmcv==2.1.0
-	$(PIP) mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex pytest pytest-xdist \
-	  matplotlib tensorboard
+	$(PIP) mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex pytest matplotlib \
+	  tensorboard
 	@# openmim for `mim train/test rss_mmseg ...`; its opendatalab dependency
 	@# pins old setuptools/requests and is only used by `mim download`.
 	$(PIP) --no-deps openmim==0.3.9
@@ -56,7 +53,7 @@ demo: $(STAMP) $(SYNTHETIC)
 	$(PY) tools/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:
 	rm -rf work_dirs data/synthetic

@@ -100,7 +100,7 @@ setup(
     ],
     extras_require={
         'mmpretrain': ['mmpretrain>=1.0,<2.0'],
-        'tests': ['pytest', 'pytest-xdist', 'matplotlib'],
+        'tests': ['pytest', 'matplotlib'],
     },
     license='Apache License 2.0',
     classifiers=[
