@@ -174,7 +174,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def rank_results(tmp_path_factory):
-    """All cases on 2 gloo ranks, in one pair of forked processes."""
+    """All cases on 2 gloo ranks, in one pair of processes (forked; spawned
+    where CUDA is present, see ``rank_start_method``)."""
     out_dir = tmp_path_factory.mktemp('dist_losses')
     mp.start_processes(
         _worker,
