@@ -28,6 +28,7 @@ import rss_mmseg
     (MODELS, 'LocalExpectationLoss'),
     (MODELS, 'ImageRecallReward'),
     (MODELS, 'WeightedSumReward'),
+    (MODELS, 'MarginalMIoUReward'),
 ])
 def test_component_is_registered(registry, name):
     assert name in registry.module_dict, f'{name} missing from {registry}'

@@ -104,6 +104,18 @@ METHODS: Dict[str, Method] = {
     'rss-image-syncan': Method(
         'image', _ABL + 'rss-image-syncan_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-marginal': Method(
+        'image',
+        _ABL + 'rss-image-marginal_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-early-grids': Method(
+        'image',
+        _ABL + 'rss-image-early-grids_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-marginal-early-grids': Method(
+        'image', _ABL +
+        'rss-image-marginal-early-grids_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-reinforce': Method(
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',

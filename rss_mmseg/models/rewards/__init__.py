@@ -4,6 +4,7 @@ from .checks import RewardError, check_reward_output
 from .image import (ImageAccuracyReward, ImageDiceReward, ImageMIoUReward,
                     ImageRecallReward, per_image_cell_confusion,
                     per_image_confusion)
+from .marginal_miou import MarginalMIoUReward
 from .pixel import PixelMatchReward, stack_gt_sem_seg
 from .weighted_sum import WeightedSumReward
 
@@ -12,5 +13,5 @@ __all__ = [
     'ImageAccuracyReward', 'ImageDiceReward', 'per_image_confusion',
     'per_image_cell_confusion',
     'CallableReward', 'RewardError', 'check_reward_output',
-    'BoundaryFScoreReward', 'WeightedSumReward', 'ImageRecallReward'
+    'BoundaryFScoreReward', 'WeightedSumReward', 'ImageRecallReward', 'MarginalMIoUReward'
 ]
