@@ -13,5 +13,6 @@ __all__ = [
     'ImageAccuracyReward', 'ImageDiceReward', 'per_image_confusion',
     'per_image_cell_confusion',
     'CallableReward', 'RewardError', 'check_reward_output',
-    'BoundaryFScoreReward', 'WeightedSumReward', 'ImageRecallReward', 'MarginalMIoUReward'
+    'BoundaryFScoreReward', 'WeightedSumReward', 'ImageRecallReward',
+    'MarginalMIoUReward'
 ]
