@@ -191,6 +191,70 @@ def test_uniform_weights_without_a_pulled_loss_are_refused():
         hook.before_train(runner)
 
 
+def test_entropy_weights_follow_the_scale_and_switch_the_bonus():
+    """Each stage's weight reaches the loss (logged), and a weight of 0
+    turns the bonus off: the loss's gradient then equals that of a loss
+    built without a bonus, and a positive weight turns it back on."""
+    import torch
+
+    from rss_mmseg.models.losses import PSDLoss
+    from rss_mmseg.models.policy import PixelPolicy
+
+    hook = ProgressiveScaleHook(
+        scales=[4, 8], entropy_weights=[0.05, 0.0])
+    head = _PulledHead()
+    head.losses = [PSDLoss(entropy_weight=0.01)]
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    actions = torch.randint(0, 3, (4, 2, 4, 4))
+    rewards = torch.rand(4, 2)
+    valid = torch.ones(2, dtype=torch.bool)
+
+    def grad(loss):
+        x = logits.clone().requires_grad_()
+        loss(PixelPolicy(x), actions, rewards, valid)['loss_psd'].backward()
+        return x.grad
+
+    seen = []
+    for iteration in (0, 49, 50, 99):
+        runner = _Runner(iteration, 100, head)
+        hook.before_train_iter(runner, 0)
+        logged = runner.message_hub.get_scalar('train/entropy_weight')
+        seen.append((head.scales[0][0],
+                     float(head.losses[0].entropy.weight), logged.current()))
+    assert seen == [(4, 0.05, 0.05), (4, 0.05, 0.05), (8, 0.0, 0.0),
+                    (8, 0.0, 0.0)]
+    assert torch.allclose(grad(head.losses[0]), grad(PSDLoss()))
+    hook.before_train_iter(_Runner(0, 100, head), 0)
+    assert not torch.allclose(grad(head.losses[0]), grad(PSDLoss()))
+    assert torch.allclose(
+        grad(head.losses[0]), grad(PSDLoss(entropy_weight=0.05)))
+    assert hook._schedule()['entropy_weights'] == [0.05, 0.0]
+
+
+@pytest.mark.parametrize('kwargs,words', [
+    (dict(scales=[4, 8], entropy_weights=[0.01]), 'one weight >= 0 per'),
+    (dict(scales=[4, 8], entropy_weights=[0.01, -1]), 'one weight >= 0'),
+    (dict(scales=[4, 8], mode='linear', entropy_weights=[0, 0]),
+     "mode='step' only"),
+])
+def test_bad_entropy_weights_are_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ProgressiveScaleHook(**kwargs)
+
+
+def test_entropy_weights_with_an_entropy_target_are_refused():
+    from rss_mmseg.models.losses import PSDLoss
+    hook = ProgressiveScaleHook(scales=[4, 8], entropy_weights=[0.01, 0.0])
+    head = _PulledHead()
+    head.losses = [PSDLoss(entropy_target=0.2)]
+    with pytest.raises(ValueError, match='entropy_target'):
+        hook.before_train(_Runner(0, 100, head))
+    head.losses = []
+    with pytest.raises(ValueError, match='none of them has one'):
+        hook.before_train(_Runner(0, 100, head))
+
+
 def test_resume_under_another_schedule_warns_and_keeps_the_new_one(
         caplog):
     """Forking a run at a checkpoint with another PSR schedule is allowed

@@ -50,6 +50,13 @@ class ProgressiveScaleHook(Hook):
             classes sampled on a coarse grid can flood a fine one
             (docs/method.md section 12). Logged as ``uniform_weight``.
             Defaults to None (the losses' own weights throughout).
+        entropy_weights (Sequence[float], optional): ``mode='step'`` only:
+            the fixed entropy-bonus weight of the heads' losses on each
+            grid, one per scale, e.g. to switch the bonus off on the finest
+            grid, where the cell entropy rose under the config's fixed
+            weight (docs/method.md section 12). Not with an adaptive
+            ``entropy_target``. Logged as ``entropy_weight``. Defaults to
+            None (the losses' own weights throughout).
     """
     priority = 'NORMAL'
 
@@ -58,7 +65,8 @@ class ProgressiveScaleHook(Hook):
                  milestones: Optional[Sequence[Union[int, float]]] = None,
                  mode: str = 'step',
                  mixed_scales: Sequence[ScaleSpec] = (),
-                 uniform_weights: Optional[Sequence[float]] = None) -> None:
+                 uniform_weights: Optional[Sequence[float]] = None,
+                 entropy_weights: Optional[Sequence[float]] = None) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not scales:
@@ -83,22 +91,29 @@ class ProgressiveScaleHook(Hook):
                     m <= 0 for m in milestones):
                 raise ValueError('milestones must be positive and '
                                  f'increasing, got {list(milestones)}')
-        if uniform_weights is not None:
-            if mode != 'step':
-                raise ValueError("uniform_weights apply to mode='step' only")
-            if len(uniform_weights) != len(self.grids) or any(
-                    not w >= 0 for w in uniform_weights):
-                raise ValueError(
-                    f'uniform_weights must be one weight >= 0 per scale '
-                    f'({len(self.grids)} scales), got '
-                    f'{list(uniform_weights)}')
-            uniform_weights = [float(w) for w in uniform_weights]
-        self.uniform_weights = uniform_weights
+        self.uniform_weights = self._stage_weights('uniform_weights',
+                                                   uniform_weights, mode)
+        self.entropy_weights = self._stage_weights('entropy_weights',
+                                                   entropy_weights, mode)
         self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
         self.mode = mode
         self.max_iters: Optional[int] = None
+
+    def _stage_weights(self, name: str, weights: Optional[Sequence[float]],
+                       mode: str) -> Optional[List[float]]:
+        """Check a per-scale weight list: one weight >= 0 per scale."""
+        if weights is None:
+            return None
+        if mode != 'step':
+            raise ValueError(f"{name} apply to mode='step' only")
+        if len(weights) != len(self.grids) or any(
+                not w >= 0 for w in weights):
+            raise ValueError(f'{name} must be one weight >= 0 per scale '
+                             f'({len(self.grids)} scales), got '
+                             f'{list(weights)}')
+        return [float(w) for w in weights]
 
     def _iteration_milestones(self, max_iters: int) -> List[int]:
         if self.milestones is None:
@@ -139,6 +154,14 @@ class ProgressiveScaleHook(Hook):
             if hasattr(loss, 'uniform_weight')
         ]
 
+    @staticmethod
+    def _entropy_losses(heads: list) -> list:
+        """The losses of ``heads`` that have an entropy bonus."""
+        return [
+            loss for _, head in heads for loss in getattr(head, 'losses', [])
+            if hasattr(loss, 'entropy')
+        ]
+
     def before_train(self, runner) -> None:
         self.max_iters = runner.max_iters
         heads = self._image_heads(runner)
@@ -156,6 +179,20 @@ class ProgressiveScaleHook(Hook):
                 'none of them has one (uniform_weight). Fix: remove '
                 'uniform_weights, or use a loss with a uniform pull '
                 '(PSDLoss, PSRRewardLoss, LocalExpectationLoss)')
+        if self.entropy_weights is not None:
+            losses = self._entropy_losses(heads)
+            if not losses:
+                raise ValueError(
+                    'ProgressiveScaleHook(entropy_weights=...) sets the '
+                    'entropy bonus of the image heads\' losses, but none of '
+                    'them has one. Fix: remove entropy_weights, or use '
+                    'PSDLoss or PSRRewardLoss')
+            if any(loss.entropy.target is not None for loss in losses):
+                raise ValueError(
+                    'ProgressiveScaleHook(entropy_weights=...) fixes the '
+                    'entropy bonus per scale, but a loss adapts it to '
+                    'entropy_target. Fix: remove entropy_weights or the '
+                    "loss's entropy_target")
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         size = getattr(model.data_preprocessor, 'size', None)
@@ -176,12 +213,18 @@ class ProgressiveScaleHook(Hook):
         heads = self._image_heads(runner)
         for _, head in heads:
             head.scales = list(scales)
+        stage = self._stage(runner.iter, runner.max_iters) \
+            if self.mode == 'step' else None
         if self.uniform_weights is not None:
-            weight = self.uniform_weights[self._stage(runner.iter,
-                                                      runner.max_iters)]
+            weight = self.uniform_weights[stage]
             for loss in self._pulled_losses(heads):
                 loss.uniform_weight = weight
             runner.message_hub.update_scalar('train/uniform_weight', weight)
+        if self.entropy_weights is not None:
+            weight = self.entropy_weights[stage]
+            for loss in self._entropy_losses(heads):
+                loss.entropy.set_weight(weight)
+            runner.message_hub.update_scalar('train/entropy_weight', weight)
         rows = 0 if grid is None else grid[0]  # 0: full resolution
         runner.message_hub.update_scalar('train/psr_scale', rows)
 
@@ -192,6 +235,8 @@ class ProgressiveScaleHook(Hook):
             mode=self.mode)
         if self.uniform_weights is not None:
             schedule['uniform_weights'] = list(self.uniform_weights)
+        if self.entropy_weights is not None:
+            schedule['entropy_weights'] = list(self.entropy_weights)
         if self.mixed:
             schedule['mixed_scales'] = [
                 None if g is None else list(g) for g in self.mixed

@@ -78,6 +78,17 @@ class EntropyControl(nn.Module):
             persistent=target is not None)
 
     @torch.no_grad()
+    def set_weight(self, weight: float) -> None:
+        """Fix the bonus weight (e.g. per PSR scale); no adaptive target."""
+        if self.target is not None:
+            raise ValueError('set_weight fixes the entropy bonus, but it '
+                             f'adapts to entropy_target={self.target}')
+        if not weight >= 0:
+            raise ValueError(f'entropy_weight must be >= 0, got {weight}')
+        self.weight.fill_(float(weight))
+        self.active = weight > 0
+
+    @torch.no_grad()
     def mean_entropy(self, policy: PixelPolicy, valid: Tensor) -> Tensor:
         """Mean entropy of the cell policy over the valid images of the
         global batch (all-reduced: a collective, call it on every rank)."""
