@@ -116,6 +116,10 @@ METHODS: Dict[str, Method] = {
         'image', _ABL +
         'rss-image-marginal-early-grids_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-unregularized-32': Method(
+        'image', _ABL +
+        'rss-image-unregularized-32_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-reinforce': Method(
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',
