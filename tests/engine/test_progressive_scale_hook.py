@@ -173,15 +173,15 @@ def test_uniform_weights_follow_the_scale_and_are_logged():
     assert hook._schedule()['uniform_weights'] == [0.01, 0.003, 0.0]
 
 
-@pytest.mark.parametrize('kwargs,words', [
-    (dict(scales=[4, 8], uniform_weights=[0.01]), 'one weight >= 0 per'),
-    (dict(scales=[4, 8], uniform_weights=[0.01, -1]), 'one weight >= 0'),
-    (dict(scales=[4, 8], mode='linear', uniform_weights=[0, 0]),
-     "mode='step' only"),
+@pytest.mark.parametrize('name', ['uniform_weights', 'entropy_weights'])
+@pytest.mark.parametrize('kwargs,weights,words', [
+    (dict(scales=[4, 8]), [0.01], 'one weight >= 0 per'),
+    (dict(scales=[4, 8]), [0.01, -1], 'one weight >= 0'),
+    (dict(scales=[4, 8], mode='linear'), [0, 0], "mode='step' only"),
 ])
-def test_bad_uniform_weights_are_refused(kwargs, words):
-    with pytest.raises(ValueError, match=words):
-        ProgressiveScaleHook(**kwargs)
+def test_bad_weights_per_scale_are_refused(name, kwargs, weights, words):
+    with pytest.raises(ValueError, match=f'{name}.*{words}'):
+        ProgressiveScaleHook(**kwargs, **{name: weights})
 
 
 def test_uniform_weights_without_a_pulled_loss_are_refused():
@@ -230,17 +230,6 @@ def test_entropy_weights_follow_the_scale_and_switch_the_bonus():
     assert torch.allclose(
         grad(head.losses[0]), grad(PSDLoss(entropy_weight=0.05)))
     assert hook._schedule()['entropy_weights'] == [0.05, 0.0]
-
-
-@pytest.mark.parametrize('kwargs,words', [
-    (dict(scales=[4, 8], entropy_weights=[0.01]), 'one weight >= 0 per'),
-    (dict(scales=[4, 8], entropy_weights=[0.01, -1]), 'one weight >= 0'),
-    (dict(scales=[4, 8], mode='linear', entropy_weights=[0, 0]),
-     "mode='step' only"),
-])
-def test_bad_entropy_weights_are_refused(kwargs, words):
-    with pytest.raises(ValueError, match=words):
-        ProgressiveScaleHook(**kwargs)
 
 
 def test_entropy_weights_with_an_entropy_target_are_refused():
