@@ -147,19 +147,12 @@ class ProgressiveScaleHook(Hook):
                 and hasattr(m, 'scales')]
 
     @staticmethod
-    def _pulled_losses(heads: list) -> list:
-        """The losses of ``heads`` that have a uniform pull."""
+    def _losses_with(heads: list, attribute: str) -> list:
+        """The losses of ``heads`` that have ``attribute`` (``'entropy'``:
+        an entropy bonus; ``'uniform_weight'``: a uniform pull)."""
         return [
             loss for _, head in heads for loss in getattr(head, 'losses', [])
-            if hasattr(loss, 'uniform_weight')
-        ]
-
-    @staticmethod
-    def _entropy_losses(heads: list) -> list:
-        """The losses of ``heads`` that have an entropy bonus."""
-        return [
-            loss for _, head in heads for loss in getattr(head, 'losses', [])
-            if hasattr(loss, 'entropy')
+            if hasattr(loss, attribute)
         ]
 
     def before_train(self, runner) -> None:
@@ -171,8 +164,8 @@ class ProgressiveScaleHook(Hook):
                 'RSSHeads, but the model has none (an RSSHead whose reward '
                 'is image-level). Fix: remove the hook from custom_hooks, '
                 'or use an image-level reward')
-        if self.uniform_weights is not None and not self._pulled_losses(
-                heads):
+        if self.uniform_weights is not None and not self._losses_with(
+                heads, 'uniform_weight'):
             raise ValueError(
                 'ProgressiveScaleHook(uniform_weights=...) sets the pull '
                 'toward the uniform policy of the image heads\' losses, but '
@@ -180,7 +173,7 @@ class ProgressiveScaleHook(Hook):
                 'uniform_weights, or use a loss with a uniform pull '
                 '(PSDLoss, PSRRewardLoss, LocalExpectationLoss)')
         if self.entropy_weights is not None:
-            losses = self._entropy_losses(heads)
+            losses = self._losses_with(heads, 'entropy')
             if not losses:
                 raise ValueError(
                     'ProgressiveScaleHook(entropy_weights=...) sets the '
@@ -217,12 +210,12 @@ class ProgressiveScaleHook(Hook):
             if self.mode == 'step' else None
         if self.uniform_weights is not None:
             weight = self.uniform_weights[stage]
-            for loss in self._pulled_losses(heads):
+            for loss in self._losses_with(heads, 'uniform_weight'):
                 loss.uniform_weight = weight
             runner.message_hub.update_scalar('train/uniform_weight', weight)
         if self.entropy_weights is not None:
             weight = self.entropy_weights[stage]
-            for loss in self._entropy_losses(heads):
+            for loss in self._losses_with(heads, 'entropy'):
                 loss.entropy.set_weight(weight)
             runner.message_hub.update_scalar('train/entropy_weight', weight)
         rows = 0 if grid is None else grid[0]  # 0: full resolution
