@@ -82,21 +82,38 @@ IMAGE_CONFIG = osp.join(
 REINFORCE_CONFIG = osp.join(
     REPO_ROOT, 'configs/rss/ablations/'
     'rss-image-reinforce_fast-scnn_1xb8-1k_synthetic-128x128.py')
+# plain REINFORCE's all-background answer scores 12.91 on the val split
+ALL_BACKGROUND_MAX = 14.0
 IMAGE_ITERS = 2000
-IMAGE_MARGIN = 3.0  # mIoU points over plain REINFORCE
+IMAGE_MARGIN = 3.0  # mIoU points over plain REINFORCE, median of SEEDS
 
 
 def test_image_rss_beats_plain_reinforce(convergence_root, tmp_path):
     """One scalar per image: PSR with group advantages learns object
     classes where plain REINFORCE (one full-resolution sample, batch
-    baseline) stays at the all-background answer."""
+    baseline) stays at the all-background answer.
+
+    Image-level RSS runs on seeds 0, 1 and 2 and its median must clear
+    REINFORCE by ``IMAGE_MARGIN``, with every seed above REINFORCE: one
+    seed's margin (5.00 on seed 0 when this test had one seed) says little
+    on a machine whose rounding differs. REINFORCE runs on seed 0 only: it
+    ends at the all-background answer on every seed (12.91 on seeds 0, 1
+    and 2, docs/method.md section 12, session 11), which the test checks.
+    """
     runs = [
-        synthetic_run(IMAGE_CONFIG, convergence_root, str(tmp_path / 'rss'),
-                      0, IMAGE_ITERS),
-        synthetic_run(REINFORCE_CONFIG, convergence_root,
-                      str(tmp_path / 'reinforce'), 0, IMAGE_ITERS),
+        synthetic_run(IMAGE_CONFIG, convergence_root,
+                      str(tmp_path / f'rss{seed}'), seed, IMAGE_ITERS)
+        for seed in SEEDS
     ]
-    rss, reinforce = train_side_by_side(runs)
-    print(f'synthetic {IMAGE_ITERS} iters, seed 0: image-level RSS mIoU '
-          f'{rss:.2f}, plain REINFORCE {reinforce:.2f}')
-    assert rss >= reinforce + IMAGE_MARGIN, (rss, reinforce)
+    runs.append(
+        synthetic_run(REINFORCE_CONFIG, convergence_root,
+                      str(tmp_path / 'reinforce'), 0, IMAGE_ITERS))
+    *rsss, reinforce = train_side_by_side(runs)
+    for seed, rss in zip(SEEDS, rsss):
+        print(f'synthetic {IMAGE_ITERS} iters, seed {seed}: image-level RSS '
+              f'mIoU {rss:.2f}, plain REINFORCE (seed 0) {reinforce:.2f}')
+    assert reinforce <= ALL_BACKGROUND_MAX, \
+        f'plain REINFORCE learned objects ({reinforce:.2f} mIoU)'
+    assert min(rsss) > reinforce, (rsss, reinforce)
+    assert statistics.median(rsss) >= reinforce + IMAGE_MARGIN, \
+        (rsss, reinforce)

@@ -120,6 +120,14 @@ METHODS: Dict[str, Method] = {
         'image', _ABL +
         'rss-image-unregularized-32_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-exact-credit': Method(
+        'image (confusion oracle)',
+        _ABL + 'rss-image-exact-credit_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-pull-anneal': Method(
+        'image',
+        _ABL + 'rss-image-pull-anneal_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-reinforce': Method(
         'image',
         _ABL + 'rss-image-reinforce_fast-scnn_1xb8-4k_camvid-176x240.py',
