@@ -124,6 +124,18 @@ METHODS: Dict[str, Method] = {
         'image (confusion oracle)',
         _ABL + 'rss-image-exact-credit_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-exact-credit-32': Method(
+        'image (confusion oracle)',
+        _ABL + 'rss-image-exact-credit-32_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-exact-credit-16': Method(
+        'image (confusion oracle)',
+        _ABL + 'rss-image-exact-credit-16_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
+    'rss-image-exact-mirror-16': Method(
+        'image (confusion oracle)',
+        _ABL + 'rss-image-exact-mirror-16_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-pull-anneal': Method(
         'image',
         _ABL + 'rss-image-pull-anneal_fast-scnn_1xb8-4k_camvid-176x240.py',

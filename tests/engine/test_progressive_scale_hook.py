@@ -269,3 +269,85 @@ def test_resume_under_another_schedule_warns_and_keeps_the_new_one(
     assert "'scales': [[4, 4], [8, 8], [16, 16], [32, 32]]" in warnings[0]
     assert 'continuing with the new one' in warnings[0]
     assert new.grid_at(3500, 4000) == new.grid_at(2500, 4000)
+
+
+def _two_loss_head(num_samples=32):
+    """A real image RSSHead with a PSDLoss and a LocalExpectationLoss."""
+    from tests.models.test_rss_head_image import build_head
+    head = build_head(
+        loss=[dict(type='PSDLoss'),
+              dict(type='LocalExpectationLoss')],
+        num_samples=num_samples)
+    head.data_preprocessor = None  # the hook reads its crop size, if any
+    return head
+
+
+def test_loss_names_and_num_samples_follow_the_scale_and_are_logged():
+    hook = ProgressiveScaleHook(
+        scales=[4, 8], loss_names=[['loss_psd'], ['loss_local']],
+        num_samples=[32, 4])
+    head = _two_loss_head()
+    hook.before_train(_Runner(0, 100, head))
+    seen = []
+    for iteration in (0, 49, 50, 99):
+        runner = _Runner(iteration, 100, head)
+        hook.before_train_iter(runner, 0)
+        logged = runner.message_hub.get_scalar('train/num_samples')
+        seen.append((head.scales[0][0], head.active_losses,
+                     head.num_samples, logged.current()))
+    assert seen == [(4, ['loss_psd'], 32, 32), (4, ['loss_psd'], 32, 32),
+                    (8, ['loss_local'], 4, 4), (8, ['loss_local'], 4, 4)]
+    assert hook._schedule()['loss_names'] == [['loss_psd'], ['loss_local']]
+    assert hook._schedule()['num_samples'] == [32, 4]
+
+
+@pytest.mark.parametrize('resumed', [False, True])
+def test_losses_switched_off_leave_the_log(resumed):
+    """After the switch the log shows the new loss only, not the last
+    value of the old one (and its statistics) for the rest of training;
+    also when the old values came with a resumed checkpoint's message hub.
+    What other hooks log stays."""
+    from mmengine.logging import MessageHub
+    hook = ProgressiveScaleHook(
+        scales=[4, 8], loss_names=[['loss_psd'], ['loss_local']])
+    runner = _Runner(0, 100, _two_loss_head())
+    hub = runner.message_hub = MessageHub(f'psr-log-test-{resumed}')
+    steps = [dict(loss=1.0, **{'decode.loss_psd': 1.0,
+                               'decode.psd_region': 0.5}),
+             dict(loss=2.0, **{'decode.loss_local': 2.0})]
+    if resumed:  # the first step's values were restored, not logged
+        for key, value in steps.pop(0).items():
+            hub.update_scalar(f'train/{key}', value)
+    for outputs in steps:
+        hub.update_scalar('train/lr', 0.01)
+        for key, value in outputs.items():  # what RuntimeInfoHook does
+            hub.update_scalar(f'train/{key}', value)
+        hook.after_train_iter(runner, 0, None, outputs)
+    keys = set(hub.log_scalars)
+    assert keys == {'train/lr', 'train/loss', 'train/decode.loss_local'}
+
+
+@pytest.mark.parametrize('kwargs,words', [
+    (dict(loss_names=[['loss_psd']]), 'one non-empty list'),
+    (dict(loss_names=[['loss_psd'], []]), 'one non-empty list'),
+    (dict(loss_names=['loss_psd', 'loss_local']), 'one non-empty list'),
+    (dict(loss_names=[['a'], ['b']], mode='linear'), "mode='step' only"),
+    (dict(num_samples=[4]), 'one int >= 1 per scale'),
+    (dict(num_samples=[4, 0]), 'one int >= 1 per scale'),
+])
+def test_bad_losses_per_scale_are_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ProgressiveScaleHook(scales=[4, 8], **kwargs)
+
+
+@pytest.mark.parametrize('kwargs,words', [
+    (dict(loss_names=[['loss_psd'], ['loss_psr']]),
+     r"\['loss_psr'\] on grid \(8, 8\).*'loss_psd', 'loss_local'"),
+    (dict(loss_names=[['loss_psd'], ['loss_local']], num_samples=[1, 1]),
+     r'grid \(4, 4\) PSDLoss.*num_samples >= 2, got 1'),
+    (dict(num_samples=[4, 1]), r'grid \(8, 8\) PSDLoss.*>= 2, got 1'),
+])
+def test_losses_per_scale_the_head_cannot_train_are_refused(kwargs, words):
+    hook = ProgressiveScaleHook(scales=[4, 8], **kwargs)
+    with pytest.raises(ValueError, match=words):
+        hook.before_train(_Runner(0, 100, _two_loss_head()))

@@ -349,3 +349,51 @@ def test_local_expectation_trains_from_exact_variant_gains(scales):
         assert torch.equal(gains, expected[2])
     losses['loss_local'].backward()
     assert head.head.conv_seg.weight.grad.abs().sum() > 0
+
+
+def test_active_losses_train_alone_as_if_the_others_were_not_there():
+    """A head with PSDLoss and LocalExpectationLoss, restricted to one of
+    them, gives the gradient of a head that has only that loss (the same
+    samples drawn), and the other loss does not run: no one-cell variants
+    are scored while only PSD is active."""
+    feats, samples = batch()
+    psd = dict(type='PSDLoss', uniform_weight=0.003)
+    local = dict(type='LocalExpectationLoss', uniform_weight=0.003)
+    torch.manual_seed(0)
+    both = build_head(loss=[psd, local], num_samples=3, scales=4)
+    state = both.state_dict()
+
+    def grad(head, key):
+        head.head.dropout = None  # its random stream would shift samples
+        torch.manual_seed(1)
+        losses = head.loss(feats, samples, None)
+        return set(losses), torch.autograd.grad(
+            losses[key], head.head.conv_seg.weight)[0]
+
+    variant_calls = []
+    score = both.reward.score_cell_variants
+    both.reward.score_cell_variants = lambda *a, **k: (
+        variant_calls.append(1), score(*a, **k))[1]
+    for active, cfg, key in (('loss_psd', psd, 'loss_psd'),
+                             ('loss_local', local, 'loss_local')):
+        both.active_losses = [active]
+        keys, got = grad(both, key)
+        alone = build_head(loss=cfg, num_samples=3, scales=4)
+        alone.load_state_dict(state)
+        alone_keys, expected = grad(alone, key)
+        assert keys == alone_keys and key in keys
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected)
+        assert len(variant_calls) == (active == 'loss_local')
+    both.active_losses = None  # both again, summed into 'loss'
+    keys, _ = grad(both, 'loss_psd')
+    assert {'loss_psd', 'loss_local'} <= keys
+
+
+def test_active_losses_must_name_losses_of_the_head():
+    head = build_head(loss=dict(type='PSDLoss'))
+    with pytest.raises(ValueError, match=r"\['loss_psd'\].*loss_local"):
+        head.active_losses = ['loss_local']
+    with pytest.raises(ValueError, match='one or more'):
+        head.active_losses = []
+    assert head.active_losses is None

@@ -8,6 +8,9 @@ as the reference::
 
     OMP_NUM_THREADS=1 python tools/analysis_tools/bench_image_step.py \\
         --ks 2 8 32 --rounds 10
+
+A config whose head has several losses switched per PSR grid is timed with
+the ones of that grid, e.g. ``--scale 32 --ks 4 --losses loss_local``.
 """
 import argparse
 import json
@@ -85,6 +88,11 @@ def main() -> None:
     parser.add_argument('--scale', type=int, default=32,
                         help='PSR grid of the timed steps (0: full res)')
     parser.add_argument('--rounds', type=int, default=10)
+    parser.add_argument(
+        '--losses', nargs='+',
+        help='loss_name(s) trained in the timed steps, for a head with '
+        'several losses switched per grid (ProgressiveScaleHook('
+        'loss_names=...)); default: all of them')
     parser.add_argument('--out', help='write the results as JSON')
     args = parser.parse_args()
     register_all_modules()
@@ -100,6 +108,7 @@ def main() -> None:
         model = MODELS.build(cfg.model).train()
         model.decode_head.num_samples = k
         model.decode_head.scales = args.scale or None
+        model.decode_head.active_losses = args.losses
         name = f'K={k}'
         reward = model.decode_head.reward
         times = reward_time.setdefault(name, [])

@@ -57,6 +57,21 @@ class ProgressiveScaleHook(Hook):
             weight (docs/method.md section 12). Not with an adaptive
             ``entropy_target``. Logged as ``entropy_weight``. Defaults to
             None (the losses' own weights throughout).
+        loss_names (Sequence[Sequence[str]], optional): ``mode='step'``
+            only: the ``loss_name`` of each head loss trained on each grid,
+            one list per scale, e.g. ``[['loss_psd']] * 3 +
+            [['loss_local']]`` for a head with a ``PSDLoss`` and a
+            ``LocalExpectationLoss``: sampled pair credit on the coarse
+            grids, exact one-cell credit on the finest, where PSD's pairs
+            differ on few cells (docs/method.md section 12). A loss that is
+            not named on a grid is not run there (no reward queries). With
+            ``mixed_scales`` they apply to every grid of the step.
+            Defaults to None (every loss on every grid).
+        num_samples (Sequence[int], optional): ``mode='step'`` only: the
+            heads' ``num_samples`` (K) on each grid, one per scale, e.g.
+            fewer samples where each is scored with all its one-cell
+            variants. Logged as ``num_samples``. Defaults to None (the
+            heads' own K throughout).
     """
     priority = 'NORMAL'
 
@@ -66,7 +81,9 @@ class ProgressiveScaleHook(Hook):
                  mode: str = 'step',
                  mixed_scales: Sequence[ScaleSpec] = (),
                  uniform_weights: Optional[Sequence[float]] = None,
-                 entropy_weights: Optional[Sequence[float]] = None) -> None:
+                 entropy_weights: Optional[Sequence[float]] = None,
+                 loss_names: Optional[Sequence[Sequence[str]]] = None,
+                 num_samples: Optional[Sequence[int]] = None) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not scales:
@@ -95,6 +112,14 @@ class ProgressiveScaleHook(Hook):
                                                    uniform_weights, mode)
         self.entropy_weights = self._stage_weights('entropy_weights',
                                                    entropy_weights, mode)
+        self.loss_names = self._stage_loss_names(loss_names, mode)
+        if num_samples is not None and (mode != 'step' or len(
+                num_samples) != len(self.grids) or any(
+                    not isinstance(k, int) or k < 1 for k in num_samples)):
+            raise ValueError(
+                "num_samples (mode='step' only) must be one int >= 1 per "
+                f'scale ({len(self.grids)} scales), got {num_samples!r}')
+        self.num_samples = None if num_samples is None else list(num_samples)
         self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
@@ -114,6 +139,23 @@ class ProgressiveScaleHook(Hook):
                              f'({len(self.grids)} scales), got '
                              f'{list(weights)}')
         return [float(w) for w in weights]
+
+    def _stage_loss_names(self, loss_names, mode: str
+                          ) -> Optional[List[List[str]]]:
+        """Check ``loss_names``: one non-empty list of names per scale."""
+        if loss_names is None:
+            return None
+        if mode != 'step':
+            raise ValueError("loss_names apply to mode='step' only")
+        if len(loss_names) != len(self.grids) or any(
+                isinstance(names, str) or not names
+                or not all(isinstance(n, str) for n in names)
+                for names in loss_names):
+            raise ValueError(
+                'loss_names must be one non-empty list of loss names per '
+                f'scale ({len(self.grids)} scales), e.g. '
+                f"[['loss_psd'], ...], got {loss_names!r}")
+        return [list(names) for names in loss_names]
 
     def _iteration_milestones(self, max_iters: int) -> List[int]:
         if self.milestones is None:
@@ -186,6 +228,8 @@ class ProgressiveScaleHook(Hook):
                     'entropy bonus per scale, but a loss adapts it to '
                     'entropy_target. Fix: remove entropy_weights or the '
                     "loss's entropy_target")
+        if self.loss_names is not None or self.num_samples is not None:
+            self._check_stage_losses(heads)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         size = getattr(model.data_preprocessor, 'size', None)
@@ -198,6 +242,40 @@ class ProgressiveScaleHook(Hook):
                         f'the training input {tuple(size)} '
                         '(model.data_preprocessor.size): use scales <= '
                         'the crop size, or None for full resolution')
+
+    def _check_stage_losses(self, heads: list) -> None:
+        """Every named loss is a loss of every image head, and each grid's
+        K is enough for the losses trained on it."""
+        for name, head in heads:
+            known = [loss.loss_name for loss in head.losses]
+            for stage, grid in enumerate(self.grids):
+                names = known if self.loss_names is None else \
+                    self.loss_names[stage]
+                unknown = [n for n in names if n not in known]
+                if unknown:
+                    raise ValueError(
+                        f'ProgressiveScaleHook(loss_names=...) trains '
+                        f'{unknown} on grid {grid}, but the head '
+                        f'{name!r} has the losses {known} (their '
+                        'loss_name). Fix: name losses of '
+                        'model.decode_head.loss, or add the loss there')
+                k = head.num_samples if self.num_samples is None else \
+                    self.num_samples[stage]
+                if head.local_block is not None and k < 2:
+                    raise ValueError(
+                        f'ProgressiveScaleHook: num_samples={k} on grid '
+                        f'{grid}, but the head {name!r} re-samples blocks '
+                        'of a first sample (local_block) and needs '
+                        'num_samples >= 2')
+                for loss in head.losses:
+                    needed = getattr(loss, 'min_samples', 1)
+                    if loss.loss_name in names and k < needed:
+                        raise ValueError(
+                            f'ProgressiveScaleHook: on grid {grid} '
+                            f'{type(loss).__name__} ({loss.loss_name}) '
+                            f'needs num_samples >= {needed}, got {k}. Fix: '
+                            'raise that entry of num_samples, or train '
+                            'another loss on that grid (loss_names)')
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -218,8 +296,37 @@ class ProgressiveScaleHook(Hook):
             for loss in self._losses_with(heads, 'entropy'):
                 loss.entropy.set_weight(weight)
             runner.message_hub.update_scalar('train/entropy_weight', weight)
+        if self.loss_names is not None:
+            for _, head in heads:
+                head.active_losses = self.loss_names[stage]
+        if self.num_samples is not None:
+            for _, head in heads:
+                head.num_samples = self.num_samples[stage]
+            runner.message_hub.update_scalar('train/num_samples',
+                                             self.num_samples[stage])
         rows = 0 if grid is None else grid[0]  # 0: full resolution
         runner.message_hub.update_scalar('train/psr_scale', rows)
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        """With ``loss_names``: forget the logged values of the losses
+        (and their statistics) that this grid does not run, so the log does
+        not repeat their last values for the rest of training, also after
+        ``--resume`` (the message hub is restored from the checkpoint).
+        Model outputs are the ``<head>.<name>`` keys (``decode.loss_psd``)
+        of a head that logged this step."""
+        if self.loss_names is None or not outputs:
+            return
+        heads = {key.split('.', 1)[0] for key in outputs if '.' in key}
+        scalars = runner.message_hub.log_scalars
+        for key in list(scalars):
+            name = key[len('train/'):] if key.startswith('train/') else None
+            if name is not None and name not in outputs and '.' in name \
+                    and name.split('.', 1)[0] in heads:
+                del scalars[key]
 
     def _schedule(self) -> dict:
         schedule = dict(
@@ -230,6 +337,10 @@ class ProgressiveScaleHook(Hook):
             schedule['uniform_weights'] = list(self.uniform_weights)
         if self.entropy_weights is not None:
             schedule['entropy_weights'] = list(self.entropy_weights)
+        if self.loss_names is not None:
+            schedule['loss_names'] = [list(n) for n in self.loss_names]
+        if self.num_samples is not None:
+            schedule['num_samples'] = list(self.num_samples)
         if self.mixed:
             schedule['mixed_scales'] = [
                 None if g is None else list(g) for g in self.mixed

@@ -379,6 +379,9 @@ class RSSHead(BaseModule):
         self.local_block = local_block
         self.on_bad_reward = on_bad_reward
         self.num_samples = num_samples
+        # loss_names trained in the next step (None: all), set per PSR
+        # stage by ProgressiveScaleHook(loss_names=...)
+        self._active_losses: Optional[List[str]] = None
         self.temperature = temperature
         self.uniform_mix = uniform_mix
         self.stratified = stratified
@@ -412,6 +415,31 @@ class RSSHead(BaseModule):
         if not grids:
             raise ValueError('scales must not be an empty list')
         self._scales = grids
+
+    @property
+    def active_losses(self) -> Optional[List[str]]:
+        """The ``loss_name`` of each loss trained in the next step; None
+        (default) trains all of them."""
+        return self._active_losses
+
+    @active_losses.setter
+    def active_losses(self, names: Optional[Sequence[str]]) -> None:
+        if names is None:
+            self._active_losses = None
+            return
+        known = [m.loss_name for m in self.losses]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise ValueError(
+                f'active_losses must name one or more of this head\'s '
+                f'losses {known} (their loss_name), got {list(names)}')
+        self._active_losses = list(names)
+
+    def _losses_now(self) -> List[nn.Module]:
+        """The losses trained in this step (see :attr:`active_losses`)."""
+        if self._active_losses is None:
+            return list(self.losses)
+        return [m for m in self.losses if m.loss_name in self._active_losses]
 
     def _main_output_index(self, output_index: Union[int, None]
                            ) -> Union[int, None]:
@@ -715,6 +743,8 @@ class RSSHead(BaseModule):
         size = tuple(seg_logits.shape[-2:])
         losses: Dict[str, Tensor] = dict()
         num_scales = len(self.scales)
+        needs_variants = any(
+            getattr(m, 'needs_variants', False) for m in self._losses_now())
         for grid in self.scales:
             cell_logits = pool_logits(seg_logits, grid)
             policy = PixelPolicy(cell_logits, self.temperature,
@@ -729,7 +759,7 @@ class RSSHead(BaseModule):
                         policy.sampling_probs, self.num_samples,
                         self.local_block)
                 gains = None
-                if self.needs_variants:
+                if needs_variants:
                     # rewards and the exact gains of every one-cell variant
                     # (at full resolution every pixel is a cell)
                     rewards, valid, gains = self._score(
@@ -765,10 +795,11 @@ class RSSHead(BaseModule):
                rewards: Tensor,
                valid: Tensor,
                gains: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Run every loss; repeated ``loss_*`` names are summed. Losses that
-        ``needs_variants`` also get the one-cell variant ``gains``."""
+        """Run every active loss; repeated ``loss_*`` names are summed.
+        Losses that ``needs_variants`` also get the one-cell variant
+        ``gains``."""
         losses: Dict[str, Tensor] = dict()
-        for loss_module in self.losses:
+        for loss_module in self._losses_now():
             extra = dict(gains=gains) if getattr(
                 loss_module, 'needs_variants', False) else dict()
             for name, value in loss_module(policy, actions, rewards, valid,
