@@ -12,9 +12,10 @@
 # median 0.947x CE (seed 1 from scratch; seeds 0 and 2 resumed from
 # rss-image's 3k checkpoints, which this config repeats to the digit).
 _base_ = '../rss-image_fast-scnn_1xb8-4k_camvid-176x240.py'
+psd_loss = {{_base_.model.decode_head.loss}}  # rss-image's PSD
 model = dict(
     decode_head=dict(loss=[
-        {{_base_.model.decode_head.loss}},
+        psd_loss,
         dict(
             type='LocalExpectationLoss',
             normalize='cells',

@@ -13,13 +13,7 @@
 _base_ = './rss-image-exact-credit-16_fast-scnn_1xb8-4k_camvid-176x240.py'
 model = dict(
     decode_head=dict(loss=[
-        dict(
-            type='PSDLoss',
-            pairs='all',
-            region_norm='mean',
-            normalize='group',
-            entropy_weight=0.01,
-            uniform_weight=0.003),
+        {{_base_.psd_loss}},
         dict(
             type='LocalExpectationLoss',
             normalize='cells',
