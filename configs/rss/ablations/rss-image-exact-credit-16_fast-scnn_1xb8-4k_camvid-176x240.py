@@ -6,11 +6,12 @@
 # Measured (session 16, from scratch): 47.33 / 45.63 / 48.03 val mIoU at 4k
 # on seeds 0 / 1 / 2, median 0.945x CE; bicyclist 0 on every seed.
 _base_ = './rss-image-exact-credit-32_fast-scnn_1xb8-4k_camvid-176x240.py'
-custom_hooks = _base_.custom_hooks[:-1] + [
+custom_hooks = [
     dict(
-        type='ProgressiveScaleHook',
-        scales=[4, 8, 16, 32],
+        hook,
         loss_names=[['loss_psd'], ['loss_psd'], ['loss_local'],
                     ['loss_local']],
-        num_samples=[32, 32, 4, 4]),
+        num_samples=[32, 32, 4, 4])
+    if hook['type'] == 'ProgressiveScaleHook' else hook
+    for hook in _base_.custom_hooks
 ]

@@ -21,10 +21,11 @@ model = dict(
             normalize='cells',
             uniform_weight=0.003),
     ]))
-custom_hooks = _base_.custom_hooks[:-1] + [
+custom_hooks = [
     dict(
-        type='ProgressiveScaleHook',
-        scales=[4, 8, 16, 32],
+        hook,
         loss_names=[['loss_psd'], ['loss_psd'], ['loss_psd'], ['loss_local']],
-        num_samples=[32, 32, 32, 4]),
+        num_samples=[32, 32, 32, 4])
+    if hook['type'] == 'ProgressiveScaleHook' else hook
+    for hook in _base_.custom_hooks
 ]
