@@ -136,6 +136,13 @@ METHODS: Dict[str, Method] = {
         'image (confusion oracle)',
         _ABL + 'rss-image-exact-mirror-16_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-exact-mirror-16-temp0.25': Method(
+        'image (confusion oracle)', _ABL + 'rss-image-exact-mirror-16-temp0.25'
+        '_fast-scnn_1xb8-4k_camvid-176x240.py', None),
+    'rss-image-natural-16': Method(
+        'image',
+        _ABL + 'rss-image-natural-16_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-pull-anneal': Method(
         'image',
         _ABL + 'rss-image-pull-anneal_fast-scnn_1xb8-4k_camvid-176x240.py',

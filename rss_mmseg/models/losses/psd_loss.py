@@ -44,6 +44,7 @@ from .utils import (check_choice, check_loss_args, check_uniform_pull,
 PAIRS = ('all', 'adjacent', 'base')
 NORMALIZES = ('none', 'syncan', 'group')
 REGION_NORMS = ('pair', 'mean', 'none')
+STEPS = ('gradient', 'natural')
 __all__ = ['PSDLoss', 'pair_indices', 'pair_differences']
 
 
@@ -164,6 +165,21 @@ class PSDLoss(nn.Module):
             valid images (see :func:`~.utils.uniform_pull`). Defaults to 0.0.
         uniform_floor (float, optional): Pull only the classes below this
             probability. Defaults to None (``KL(uniform || pi)``).
+        step (str): ``'gradient'`` (default): the policy gradient of the
+            surrogate, ``-(W_c - pi_c sum W)`` on each cell's logits with
+            ``W_c`` the summed weights of the samples that chose class
+            ``c`` there. In expectation ``W_c`` is ``pi_c`` times the
+            class's advantage, so a class the policy gives 1% moves 1% as
+            fast as it should. ``'natural'``: the natural-gradient step
+            ``-(V_c - mean_c V_c)``, ``V_c = W_c / max(pi_c,
+            natural_floor)``: each logit moves by the class's
+            importance-weighted advantage, at the price of more variance
+            on rare classes (a black-box counterpart of
+            :class:`LocalExpectationLoss`'s ``step='mirror'``).
+        natural_floor (float): With ``step='natural'``, the probability
+            below which ``pi_c`` is not divided by any further (bounds the
+            variance: at most ``1 / natural_floor`` times the credit).
+            Defaults to 0.05.
         eps (float): Added to the std. Defaults to 1e-6.
         loss_name (str): Name of the loss item; must start with ``loss_``
             to be back-propagated. Defaults to 'loss_psd'.
@@ -182,10 +198,16 @@ class PSDLoss(nn.Module):
                  entropy_rate: float = 0.05,
                  uniform_weight: float = 0.0,
                  uniform_floor: Optional[float] = None,
+                 step: str = 'gradient',
+                 natural_floor: float = 0.05,
                  eps: float = 1e-6,
                  loss_name: str = 'loss_psd') -> None:
         super().__init__()
         check_choice('pairs', pairs, PAIRS)
+        check_choice('step', step, STEPS)
+        if not 0.0 < natural_floor <= 1.0:
+            raise ValueError('natural_floor is a class probability and must '
+                             f'be in (0, 1], got {natural_floor}')
         check_choice('normalize', normalize, NORMALIZES)
         if isinstance(region_norm, bool):
             region_norm = 'pair' if region_norm else 'none'
@@ -201,6 +223,8 @@ class PSDLoss(nn.Module):
             uniform_weight, uniform_floor)
         self.entropy = EntropyControl(entropy_weight, entropy_target,
                                       entropy_rate)
+        self.step = step
+        self.natural_floor = float(natural_floor)
         self.eps = eps
         self._loss_name = loss_name
 
@@ -303,9 +327,10 @@ class PSDLoss(nn.Module):
         num_pairs = dict(
             all=K * (K - 1) // 2, adjacent=K // 2, base=K - 1)[self.pairs]
         scale = self.loss_weight / (num_valid * num_pairs)
-        loss = image_policy_gradient(policy, actions, stats['weights'], scale,
-                                     ent_scale, uni_scale,
-                                     self.uniform_floor)
+        loss = image_policy_gradient(
+            policy, actions, stats['weights'], scale, ent_scale, uni_scale,
+            self.uniform_floor,
+            self.natural_floor if self.step == 'natural' else None)
         out = {
             self.loss_name: loss,
             'adv_std': stats['adv_std'],
@@ -324,5 +349,6 @@ class PSDLoss(nn.Module):
                 f'normalize={self.normalize!r}, '
                 f'entropy={self.entropy.extra_repr()}, '
                 f'uniform_weight={self.uniform_weight}, '
-                f'uniform_floor={self.uniform_floor}, '
+                f'uniform_floor={self.uniform_floor}, step={self.step!r}, '
+                f'natural_floor={self.natural_floor}, '
                 f'loss_weight={self.loss_weight}')

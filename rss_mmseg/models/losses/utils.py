@@ -139,7 +139,8 @@ def image_policy_gradient(policy: PixelPolicy,
                           scale: Union[float, Tensor],
                           entropy_scale: Optional[Tensor] = None,
                           uniform_scale: Optional[Tensor] = None,
-                          uniform_floor: Optional[float] = None) -> Tensor:
+                          uniform_floor: Optional[float] = None,
+                          natural_floor: Optional[float] = None) -> Tensor:
     """Loss for ``-scale sum_{k,b} w_kb sum_cells log pi(a_kb)``.
 
     The surrogate of the image-level losses: one scalar weight per sample
@@ -169,6 +170,12 @@ def image_policy_gradient(policy: PixelPolicy,
         uniform_floor (float, optional): Pull only the classes whose
             probability is below this floor (see :func:`uniform_pull`).
             Defaults to None (every class, the full KL).
+        natural_floor (float, optional): Take the natural-gradient step
+            instead: each class's credit ``W_c`` divided by its probability
+            ``max(pi_c, natural_floor)``, minus the mean over the classes,
+            so a class's logit moves by its estimated advantage however
+            unlikely it is (the plain gradient's move is proportional to
+            ``pi_c``). Defaults to None (the plain gradient).
 
     Returns:
         Tensor: Scalar loss whose value is the surrogate (only its gradient
@@ -183,9 +190,15 @@ def image_policy_gradient(policy: PixelPolicy,
         weights = collapse_weights(actions, src, policy.num_classes)
         weights.mul_(K * scale)  # sum_k w_k onehot(a_k), times scale
         # d/dz of -scale sum_k w_k log pi(a_k): scale (pi sum_k w_k - W)
-        total = (sample_weights.sum(0) * scale).view(B, 1, 1, 1)
-        grad = probs * total - weights
         value = -(weights * log_probs).sum()
+        if natural_floor is None:
+            total = (sample_weights.sum(0) * scale).view(B, 1, 1, 1)
+            grad = probs * total - weights
+        else:
+            # -(A_c - mean_c A_c), A_c = W_c / pi_c estimating the class's
+            # advantage (importance weighted over the K samples)
+            grad = weights.div_(probs.clamp(min=natural_floor)).neg_()
+            grad -= grad.mean(1, keepdim=True)
         if entropy_scale is not None:
             # d/dz of -beta sum H = beta * pi * (log pi + H)
             plogp = probs * log_probs

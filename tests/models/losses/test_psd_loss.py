@@ -262,10 +262,49 @@ def test_backward_graph_holds_no_sample_tensors():
     dict(uniform_weight=0.1, uniform_floor=1.0),
     dict(eps=-1.0),
     dict(loss_name='psd'),
+    dict(step='mirror'),
+    dict(step='natural', natural_floor=0.0),
 ])
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         PSDLoss(**kwargs)
+
+
+@pytest.mark.parametrize('floor', [1e-3, 0.05])
+def test_natural_step_moves_each_logit_by_its_class_advantage(floor):
+    """One cell, reward = a known advantage per class, 20000 samples: the
+    plain gradient moves each logit by pi_c (A_c - sum pi A), the natural
+    step by (A_c - sum pi A) pi_c / max(pi_c, floor) (minus the mean over
+    the classes), so the rare best class moves by its whole advantage."""
+    probs = torch.tensor([0.6, 0.3, 0.09, 0.01])
+    advantage = torch.tensor([0.0, 0.2, 0.1, 1.0])
+    gen = torch.Generator().manual_seed(0)
+    K = 20000
+    actions = torch.multinomial(probs, K, True, generator=gen).view(K, 1, 1, 1)
+    rewards = advantage[actions.view(K, 1)]
+    valid = torch.ones(1, dtype=torch.bool)
+    centred = advantage - (probs * advantage).sum()
+    grads = {}
+    for step in ('gradient', 'natural'):
+        logits = probs.log().view(1, 4, 1, 1).requires_grad_()
+        loss = PSDLoss(
+            pairs='adjacent',
+            region_norm='none',
+            normalize='none',
+            step=step,
+            natural_floor=floor)
+        loss(PixelPolicy(logits), actions, rewards, valid)['loss_psd'] \
+            .backward()
+        grads[step] = -logits.grad.flatten()
+    natural = centred * probs / probs.clamp(min=floor)
+    for step, expected in (('gradient', probs * centred),
+                           ('natural', natural - natural.mean())):
+        cosine = F.cosine_similarity(grads[step], expected, 0)
+        assert cosine > 0.99, (step, grads[step], expected)
+    # the rare best class: a small share of the plain step, the largest
+    # move of the natural one
+    assert grads['gradient'].argmax() == 1
+    assert grads['natural'].argmax() == 3
 
 
 def test_registry_and_interface():
