@@ -282,23 +282,31 @@ def _two_loss_head(num_samples=32):
     return head
 
 
-def test_loss_names_and_num_samples_follow_the_scale_and_are_logged():
+def test_losses_samples_and_mixes_follow_the_scale_and_are_logged():
+    """Each stage's losses, K and uniform_mix (the head samples from it on
+    that grid) reach the head, are logged and saved in the schedule."""
     hook = ProgressiveScaleHook(
         scales=[4, 8], loss_names=[['loss_psd'], ['loss_local']],
-        num_samples=[32, 4])
+        num_samples=[32, 4], uniform_mixes=[0.0, 0.4])
     head = _two_loss_head()
     hook.before_train(_Runner(0, 100, head))
     seen = []
     for iteration in (0, 49, 50, 99):
         runner = _Runner(iteration, 100, head)
         hook.before_train_iter(runner, 0)
-        logged = runner.message_hub.get_scalar('train/num_samples')
-        seen.append((head.scales[0][0], head.active_losses,
-                     head.num_samples, logged.current()))
-    assert seen == [(4, ['loss_psd'], 32, 32), (4, ['loss_psd'], 32, 32),
-                    (8, ['loss_local'], 4, 4), (8, ['loss_local'], 4, 4)]
-    assert hook._schedule()['loss_names'] == [['loss_psd'], ['loss_local']]
-    assert hook._schedule()['num_samples'] == [32, 4]
+        hub = runner.message_hub
+        seen.append((head.scales[0][0], head.active_losses, head.num_samples,
+                     head.uniform_mix,
+                     hub.get_scalar('train/num_samples').current(),
+                     hub.get_scalar('train/uniform_mix').current()))
+    assert seen == [(4, ['loss_psd'], 32, 0.0, 32, 0.0),
+                    (4, ['loss_psd'], 32, 0.0, 32, 0.0),
+                    (8, ['loss_local'], 4, 0.4, 4, 0.4),
+                    (8, ['loss_local'], 4, 0.4, 4, 0.4)]
+    schedule = hook._schedule()
+    assert schedule['loss_names'] == [['loss_psd'], ['loss_local']]
+    assert schedule['num_samples'] == [32, 4]
+    assert schedule['uniform_mixes'] == [0.0, 0.4]
 
 
 @pytest.mark.parametrize('resumed', [False, True])
@@ -334,6 +342,10 @@ def test_losses_switched_off_leave_the_log(resumed):
     (dict(loss_names=[['a'], ['b']], mode='linear'), "mode='step' only"),
     (dict(num_samples=[4]), 'one int >= 1 per scale'),
     (dict(num_samples=[4, 0]), 'one int >= 1 per scale'),
+    (dict(uniform_mixes=[0.1]), r'uniform_mixes.*one weight in \[0, 1\)'),
+    (dict(uniform_mixes=[0.0, 1.0]), r'one weight in \[0, 1\) per scale'),
+    (dict(uniform_mixes=[0.0, -0.1]), r'one weight in \[0, 1\) per scale'),
+    (dict(uniform_mixes=[0.0, 0.1], mode='linear'), "mode='step' only"),
 ])
 def test_bad_losses_per_scale_are_refused(kwargs, words):
     with pytest.raises(ValueError, match=words):

@@ -72,6 +72,14 @@ class ProgressiveScaleHook(Hook):
             fewer samples where each is scored with all its one-cell
             variants. Logged as ``num_samples``. Defaults to None (the
             heads' own K throughout).
+        uniform_mixes (Sequence[float], optional): ``mode='step'`` only:
+            the heads' ``uniform_mix`` (weight of the uniform distribution
+            mixed into the sampling policy) on each grid, one per scale in
+            [0, 1), e.g. exploration on the fine grids only, where the
+            policy has pushed small classes to probability ~1e-5 and a
+            class that is never sampled gets no credit. The losses weight
+            each cell's credit by ``pi / q``. Logged as ``uniform_mix``.
+            Defaults to None (the heads' own ``uniform_mix`` throughout).
     """
     priority = 'NORMAL'
 
@@ -83,7 +91,8 @@ class ProgressiveScaleHook(Hook):
                  uniform_weights: Optional[Sequence[float]] = None,
                  entropy_weights: Optional[Sequence[float]] = None,
                  loss_names: Optional[Sequence[Sequence[str]]] = None,
-                 num_samples: Optional[Sequence[int]] = None) -> None:
+                 num_samples: Optional[Sequence[int]] = None,
+                 uniform_mixes: Optional[Sequence[float]] = None) -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if not scales:
@@ -120,6 +129,16 @@ class ProgressiveScaleHook(Hook):
                 "num_samples (mode='step' only) must be one int >= 1 per "
                 f'scale ({len(self.grids)} scales), got {num_samples!r}')
         self.num_samples = None if num_samples is None else list(num_samples)
+        if uniform_mixes is not None and (mode != 'step' or len(
+                uniform_mixes) != len(self.grids) or any(
+                    not 0.0 <= m < 1.0 for m in uniform_mixes)):
+            raise ValueError(
+                "uniform_mixes (mode='step' only) must be one weight in "
+                f'[0, 1) per scale ({len(self.grids)} scales), got '
+                f'{uniform_mixes!r}')
+        self.uniform_mixes = None if uniform_mixes is None else [
+            float(m) for m in uniform_mixes
+        ]
         self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
@@ -304,6 +323,11 @@ class ProgressiveScaleHook(Hook):
                 head.num_samples = self.num_samples[stage]
             runner.message_hub.update_scalar('train/num_samples',
                                              self.num_samples[stage])
+        if self.uniform_mixes is not None:
+            for _, head in heads:
+                head.uniform_mix = self.uniform_mixes[stage]
+            runner.message_hub.update_scalar('train/uniform_mix',
+                                             self.uniform_mixes[stage])
         rows = 0 if grid is None else grid[0]  # 0: full resolution
         runner.message_hub.update_scalar('train/psr_scale', rows)
 
@@ -341,6 +365,8 @@ class ProgressiveScaleHook(Hook):
             schedule['loss_names'] = [list(n) for n in self.loss_names]
         if self.num_samples is not None:
             schedule['num_samples'] = list(self.num_samples)
+        if self.uniform_mixes is not None:
+            schedule['uniform_mixes'] = list(self.uniform_mixes)
         if self.mixed:
             schedule['mixed_scales'] = [
                 None if g is None else list(g) for g in self.mixed

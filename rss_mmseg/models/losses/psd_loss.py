@@ -21,9 +21,9 @@ sample gets one scalar weight per image,
 ``w_kb = sum_{l paired with k} (R_k - R_l) / (2 |D_kl|)``, and the K samples
 collapse into one weight tensor (see
 :func:`~rss_mmseg.models.losses.utils.image_policy_gradient`): backward costs
-the same for any K. As in :class:`PSRRewardLoss` the log-probabilities are
-those of the target policy, without importance weights: temperature or
-uniform mixing in the head only change exploration (and bias the gradient).
+the same for any K. As in :class:`PSRRewardLoss`, when the head samples
+from ``q != pi`` (temperature, uniform mixing) each cell's credit is
+importance weighted by its own ratio ``pi / q``.
 
 Only the sign and size of ``R_k - R_l`` are used, so a preference oracle
 ("which of the two is better", as +-1) can stand in for the reward.
@@ -175,7 +175,10 @@ class PSDLoss(nn.Module):
             natural_floor)``: each logit moves by the class's
             importance-weighted advantage, at the price of more variance
             on rare classes (a black-box counterpart of
-            :class:`LocalExpectationLoss`'s ``step='mirror'``).
+            :class:`LocalExpectationLoss`'s ``step='mirror'``). When the
+            head explores (``q != pi``) ``W_c`` is weighted by
+            ``pi_c / q_c`` first, so exploration lowers the variance of a
+            rare class's credit but not what the step estimates.
         natural_floor (float): With ``step='natural'``, the probability
             below which ``pi_c`` is not divided by any further (bounds the
             variance: at most ``1 / natural_floor`` times the credit).

@@ -18,10 +18,13 @@ expected gradient is exactly ``-1/n grad E[R]``. ``'group'`` scales it by
 biased by ``O(1/(K B))`` for the same reason, and the std normalizations
 rescale it (per image for ``'group'``, globally for ``'syncan'``).
 
-The log-probabilities are those of the target policy ``pi``, with no
-importance weights: when the head samples with a temperature or uniform
-mixing, those change exploration only and the gradient is then biased
-(it is not the gradient of ``E_pi[R]``).
+When the head samples from ``q != pi`` (a temperature or uniform mixing),
+each cell's credit is weighted by its own ratio ``pi / q`` (see
+:func:`~rss_mmseg.models.losses.utils.image_policy_gradient`): exploration
+then changes which actions are tried, not the expected step, for rewards
+whose advantage is a sum over cells (for others the per-cell ratio is an
+approximation; the product over all cells would be exact but of unbounded
+variance).
 
 The K samples collapse into one weight tensor (see
 :func:`~rss_mmseg.models.losses.utils.image_policy_gradient`), so backward

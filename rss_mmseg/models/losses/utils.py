@@ -13,7 +13,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..policy import PixelPolicy
+from ..policy import MIN_SAMPLING_PROB, PixelPolicy
 
 
 class _PrecomputedGradient(torch.autograd.Function):
@@ -177,6 +177,14 @@ def image_policy_gradient(policy: PixelPolicy,
             unlikely it is (the plain gradient's move is proportional to
             ``pi_c``). Defaults to None (the plain gradient).
 
+    Off-policy (the head samples from ``q != pi``: ``temperature``,
+    ``uniform_mix``) each cell's credit is importance weighted per cell,
+    ``W_c pi_c / q_c``, for both steps: unbiased for a reward whose
+    advantage is a sum over cells (the product of the ratios over a whole
+    sample would be exact but of unbounded variance). Exploration mixed
+    into ``q`` then changes which classes get sampled (the variance of
+    their credit), not what the step estimates.
+
     Returns:
         Tensor: Scalar loss whose value is the surrogate (only its gradient
         is meaningful) and whose gradient flows into ``policy.logits``.
@@ -190,9 +198,14 @@ def image_policy_gradient(policy: PixelPolicy,
         weights = collapse_weights(actions, src, policy.num_classes)
         weights.mul_(K * scale)  # sum_k w_k onehot(a_k), times scale
         # d/dz of -scale sum_k w_k log pi(a_k): scale (pi sum_k w_k - W)
+        if policy.on_policy:
+            total = (sample_weights.sum(0) * scale).view(B, 1, 1, 1)
+        else:  # per-cell importance ratio pi / q
+            sampling = policy.sampling_probs.clamp(min=MIN_SAMPLING_PROB)
+            weights.mul_(probs / sampling)
+            total = weights.sum(1, keepdim=True)
         value = -(weights * log_probs).sum()
         if natural_floor is None:
-            total = (sample_weights.sum(0) * scale).view(B, 1, 1, 1)
             grad = probs * total - weights
         else:
             # -(A_c - mean_c A_c), A_c = W_c / pi_c estimating the class's

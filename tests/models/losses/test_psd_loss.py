@@ -307,6 +307,46 @@ def test_natural_step_moves_each_logit_by_its_class_advantage(floor):
     assert grads['natural'].argmax() == 3
 
 
+@pytest.mark.parametrize('step', ['gradient', 'natural'])
+def test_exploration_changes_what_is_sampled_not_the_step(step):
+    """Samples from q = 0.5 pi + 0.5 uniform (the head's uniform_mix), each
+    cell's credit weighted by pi / q: the plain gradient still moves each
+    logit by pi_c (A_c - sum pi A), the on-policy expectation, and the
+    natural step (floor 1e-4) by the centred A_c - sum q A, so the class pi
+    gives 1e-4 moves by its whole advantage (without the ratio by ~1250x
+    it, dividing by q instead of pi by ~1e-3x)."""
+    probs = torch.tensor([0.6, 0.3, 0.0999, 0.0001])
+    advantage = torch.tensor([0.0, 0.2, 0.1, 1.0])
+    logits = probs.log().view(1, 4, 1, 1).requires_grad_()
+    policy = PixelPolicy(logits, uniform_mix=0.5)
+    q = policy.sampling_probs.flatten()
+    gen = torch.Generator().manual_seed(0)
+    K = 20000
+    actions = torch.multinomial(q, K, True, generator=gen).view(K, 1, 1, 1)
+    rewards = advantage[actions.view(K, 1)]
+    loss = PSDLoss(
+        pairs='adjacent',
+        region_norm='none',
+        normalize='none',
+        step=step,
+        natural_floor=1e-4)
+    loss(policy, actions, rewards, torch.ones(1, dtype=torch.bool))[
+        'loss_psd'].backward()
+    moved = -logits.grad.flatten()
+    if step == 'gradient':
+        expected = probs * (advantage - (probs * advantage).sum())
+    else:
+        natural = (advantage - (q * advantage).sum()) * probs / probs.clamp(
+            min=loss.natural_floor)
+        expected = natural - natural.mean()
+    # each sample's weight is half its pair's reward difference and the
+    # surrogate is a mean over the K / 2 pairs: the step is the expectation
+    # itself, not only its direction
+    torch.testing.assert_close(
+        moved, expected, atol=0.05 * expected.abs().max().item(), rtol=0)
+    assert moved.argmax() == (1 if step == 'gradient' else 3)
+
+
 def test_registry_and_interface():
     loss = MODELS.build(dict(type='PSDLoss', pairs='adjacent'))
     assert isinstance(loss, PSDLoss) and loss.loss_name == 'loss_psd'

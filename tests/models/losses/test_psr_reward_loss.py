@@ -152,15 +152,21 @@ def _naive_psr(z,
                loss_weight,
                eps=1e-6,
                uniform_weight=0.0,
-               uniform_floor=None):
+               uniform_floor=None,
+               sampling_probs=None):
+    """The PSR surrogate with loops; with ``sampling_probs`` (q, B C h w)
+    each cell's log-probability is weighted by its ratio pi / q."""
     K, B, h, w = actions.shape
     A, raw_std = _naive_advantages(rewards, valid, baseline, normalize, eps)
     logp = F.log_softmax(z, 1)
+    ratio = torch.ones_like(logp) if sampling_probs is None else \
+        logp.detach().exp() / sampling_probs
     images = [b for b in range(B) if valid[b]]
     total = 0.0
     for k in range(K):
         for b in images:
-            log_pi = sum(logp[b, actions[k, b, i, j], i, j] for i in range(h)
+            log_pi = sum(ratio[b, actions[k, b, i, j], i, j] *
+                         logp[b, actions[k, b, i, j], i, j] for i in range(h)
                          for j in range(w))
             total = total - A[k][b] * log_pi
     norm = max(len(images), 1) * h * w
@@ -205,15 +211,19 @@ def test_closed_form_gradient_equals_autograd(baseline, normalize, valid):
         uniform_floor=uniform_floor,
         loss_weight=0.7)
     logits = z.clone().requires_grad_()
-    # temperature only changes exploration: the loss ignores it
-    out = loss(PixelPolicy(logits, temperature=1.5), actions, rewards, valid)
+    # sampling with a temperature and uniform mixing: every cell's credit
+    # is weighted by its own ratio pi / q
+    policy = PixelPolicy(logits, temperature=1.5, uniform_mix=0.1)
+    out = loss(policy, actions, rewards, valid)
     out['loss_psr'].backward()
 
     ref_logits = z.clone().requires_grad_()
+    q = 0.9 * torch.softmax(z / 1.5, 1) + 0.1 / C
     ref, raw_std = _naive_psr(ref_logits, actions, rewards, valid, baseline,
                               normalize, entropy_weight, 0.7,
                               uniform_weight=uniform_weight,
-                              uniform_floor=uniform_floor)
+                              uniform_floor=uniform_floor,
+                              sampling_probs=q)
     ref.backward()
     torch.testing.assert_close(logits.grad, ref_logits.grad)
     torch.testing.assert_close(out['loss_psr'], ref.detach())
