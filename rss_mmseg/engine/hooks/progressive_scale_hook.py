@@ -129,32 +129,31 @@ class ProgressiveScaleHook(Hook):
                 "num_samples (mode='step' only) must be one int >= 1 per "
                 f'scale ({len(self.grids)} scales), got {num_samples!r}')
         self.num_samples = None if num_samples is None else list(num_samples)
-        if uniform_mixes is not None and (mode != 'step' or len(
-                uniform_mixes) != len(self.grids) or any(
-                    not 0.0 <= m < 1.0 for m in uniform_mixes)):
-            raise ValueError(
-                "uniform_mixes (mode='step' only) must be one weight in "
-                f'[0, 1) per scale ({len(self.grids)} scales), got '
-                f'{uniform_mixes!r}')
-        self.uniform_mixes = None if uniform_mixes is None else [
-            float(m) for m in uniform_mixes
-        ]
+        self.uniform_mixes = self._stage_weights(
+            'uniform_mixes', uniform_mixes, mode, below=1.0)
         self.mixed: List[ScaleType] = [as_grid(s) for s in mixed_scales]
         self.scales = list(scales)
         self.milestones = None if milestones is None else list(milestones)
         self.mode = mode
         self.max_iters: Optional[int] = None
 
-    def _stage_weights(self, name: str, weights: Optional[Sequence[float]],
-                       mode: str) -> Optional[List[float]]:
-        """Check a per-scale weight list: one weight >= 0 per scale."""
+    def _stage_weights(self,
+                       name: str,
+                       weights: Optional[Sequence[float]],
+                       mode: str,
+                       below: Optional[float] = None
+                       ) -> Optional[List[float]]:
+        """Check a per-scale weight list: one weight >= 0 (and < ``below``,
+        if given) per scale."""
         if weights is None:
             return None
         if mode != 'step':
             raise ValueError(f"{name} apply to mode='step' only")
         if len(weights) != len(self.grids) or any(
-                not w >= 0 for w in weights):
-            raise ValueError(f'{name} must be one weight >= 0 per scale '
+                not (w >= 0 and (below is None or w < below))
+                for w in weights):
+            bound = '>= 0' if below is None else f'in [0, {below:g})'
+            raise ValueError(f'{name} must be one weight {bound} per scale '
                              f'({len(self.grids)} scales), got '
                              f'{list(weights)}')
         return [float(w) for w in weights]
