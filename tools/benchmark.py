@@ -143,6 +143,10 @@ METHODS: Dict[str, Method] = {
         'image',
         _ABL + 'rss-image-natural-16_fast-scnn_1xb8-4k_camvid-176x240.py',
         None),
+    'rss-image-natural-16-x16': Method(
+        'image',
+        _ABL + 'rss-image-natural-16-x16_fast-scnn_1xb8-4k_camvid-176x240.py',
+        None),
     'rss-image-natural-explore-16': Method(
         'image', _ABL + 'rss-image-natural-explore-16'
         '_fast-scnn_1xb8-4k_camvid-176x240.py', None),
