@@ -307,6 +307,29 @@ def test_natural_step_moves_each_logit_by_its_class_advantage(floor):
     assert grads['natural'].argmax() == 3
 
 
+def test_loss_weight_is_the_size_of_the_natural_step():
+    """``loss_weight`` scales the whole natural step (credit, entropy bonus
+    and uniform pull alike), the knob of ``natural-16-x16``."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 3, 3, generator=gen)
+    actions = torch.randint(0, 5, (4, 2, 3, 3), generator=gen)
+    rewards = torch.rand(4, 2, generator=gen)
+    valid = torch.ones(2, dtype=torch.bool)
+    grads = []
+    for weight in (1.0, 16.0):
+        leaf = logits.clone().requires_grad_()
+        loss = PSDLoss(
+            step='natural',
+            entropy_weight=0.01,
+            uniform_weight=0.003,
+            loss_weight=weight)
+        loss(PixelPolicy(leaf), actions, rewards, valid)['loss_psd'] \
+            .backward()
+        grads.append(leaf.grad)
+    assert grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[1], 16 * grads[0])
+
+
 @pytest.mark.parametrize('step', ['gradient', 'natural'])
 def test_exploration_changes_what_is_sampled_not_the_step(step):
     """Samples from q = 0.5 pi + 0.5 uniform (the head's uniform_mix), each
