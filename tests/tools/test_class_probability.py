@@ -91,6 +91,14 @@ def test_runs_a_checkpoint_over_the_val_set(synthetic_root, tmp_path,
     assert not math.isnan(sum(probability))
 
 
+def test_columns_are_the_shortest_tails_that_differ():
+    names = _load().column_names(
+        ['w/a/iter_4000.pth', 'w/b/iter_4000.pth', 'w/b/iter_2000.pth'])
+    assert names == ['a/iter_4000.pth', 'b/iter_4000.pth', 'b/iter_2000.pth']
+    assert _load().column_names(['x/iter_1.pth', 'x/iter_2.pth']) == \
+        ['iter_1.pth', 'iter_2.pth']
+
+
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth: no such file'):
         _load().main([SYNTHETIC_CONFIG, str(tmp_path / 'nope.pth')])

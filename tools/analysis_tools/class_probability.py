@@ -105,6 +105,17 @@ def measure(cfg, checkpoint: str, dataloader) -> Dict[str, list]:
     return stats.summary()
 
 
+def column_names(paths: Sequence[str]) -> List[str]:
+    """The shortest path tails that tell the checkpoints apart
+    (``run_a/iter_4000.pth`` and ``run_b/iter_4000.pth``)."""
+    parts = [osp.normpath(p).split(osp.sep) for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = [osp.join(*p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return list(paths)
+
+
 def format_table(classes: Sequence[str], names: Sequence[str],
                  summaries: Sequence[Dict[str, list]]) -> str:
     """Markdown: a row per class, ``probability % / IoU`` per checkpoint."""
@@ -158,9 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     results = {}
     for checkpoint in args.checkpoints:
         results[checkpoint] = measure(cfg, checkpoint, dataloader)
-    names = [osp.basename(c) for c in args.checkpoints]
-    if len(set(names)) < len(names):
-        names = list(args.checkpoints)
+    names = column_names(args.checkpoints)
     print('own-class probability / IoU')
     print(format_table(classes, names, list(results.values())))
     if args.out:
