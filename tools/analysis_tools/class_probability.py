@@ -19,13 +19,15 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from mmseg.evaluation.metrics import IoUMetric
 from torch import Tensor
 
 
 class OwnClassStats:
     """Running sums over pixels: the probability each labelled pixel's
     softmax gives its own class, and the argmax prediction's intersection
-    and union, per class."""
+    and union, per class (mmseg's ``IoUMetric.intersect_and_union``, so the
+    IoU is the one ``tools/test.py`` reports)."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         self.num_classes = num_classes
@@ -50,19 +52,15 @@ class OwnClassStats:
             raise ValueError(
                 f'gt holds labels outside 0..{num_classes - 1} other than '
                 f'ignore_index {self.ignore_index}')
-        labels = labels[valid]
         probs = seg_logits.float().softmax(0).reshape(num_classes, -1)
-        probs = probs[:, valid]
-        own = probs.gather(0, labels[None])[0].double()
-        pred = probs.argmax(0)
-        count = torch.bincount(labels, minlength=num_classes).double()
-        hits = torch.bincount(
-            labels[pred == labels], minlength=num_classes).double()
-        predicted = torch.bincount(pred, minlength=num_classes).double()
+        intersect, union, _, count = IoUMetric.intersect_and_union(
+            probs.argmax(0), labels, num_classes, self.ignore_index)
+        labels = labels[valid]
+        own = probs[:, valid].gather(0, labels[None])[0].double()
         self.prob_sum.index_add_(0, labels, own)
-        self.pixels += count
-        self.intersect += hits
-        self.union += count + predicted - hits
+        self.pixels += count.double()
+        self.intersect += intersect.double()
+        self.union += union.double()
 
     def summary(self) -> Dict[str, List[Optional[float]]]:
         """Per class: mean own probability (None for a class with no
@@ -81,15 +79,13 @@ class OwnClassStats:
             pixels=[int(p) for p in self.pixels.tolist()])
 
 
-def measure(cfg, checkpoint: str, dataloader) -> Dict[str, list]:
-    """Run ``dataloader`` through the model of ``cfg`` loaded from
-    ``checkpoint``; the per-class summary of :class:`OwnClassStats`."""
+def measure(model, checkpoint: str, dataloader) -> Dict[str, list]:
+    """Load ``checkpoint`` into ``model`` (every key, strictly) and run
+    ``dataloader`` through it; the per-class summary of
+    :class:`OwnClassStats`."""
     from mmengine.runner import load_checkpoint
     from mmengine.utils import ProgressBar
-    from mmseg.registry import MODELS
 
-    # built, not mmseg.apis.init_model: that one needs the checkpoint's meta
-    model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     model.eval()
     stats = OwnClassStats(model.decode_head.num_classes,
@@ -151,6 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
+    from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
     import rss_mmseg  # noqa: F401  (registers; safe checkpoint loading)
@@ -166,9 +163,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     cfg.val_dataloader.persistent_workers = False
     dataloader = Runner.build_dataloader(cfg.val_dataloader)
     classes = dataloader.dataset.metainfo['classes']
+    # built once, not by mmseg.apis.init_model (which needs the
+    # checkpoint's meta); each checkpoint overwrites every weight
+    model = MODELS.build(cfg.model)
     results = {}
     for checkpoint in args.checkpoints:
-        results[checkpoint] = measure(cfg, checkpoint, dataloader)
+        results[checkpoint] = measure(model, checkpoint, dataloader)
     names = column_names(args.checkpoints)
     print('own-class probability / IoU')
     print(format_table(classes, names, list(results.values())))
